@@ -1,0 +1,1 @@
+"""Lambda consumers of the stream: one handler per sink, sharing one decode/dedupe core."""

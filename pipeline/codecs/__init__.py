@@ -1,0 +1,1 @@
+"""Pure codecs: bytes in, bytes or values out, no I/O."""
