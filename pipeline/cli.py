@@ -34,53 +34,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return s.local(port or s.port)
 
 
-def _progress(label: str, done: int, total: int, started: float) -> None:
-    if not sys.stderr.isatty() and done != total:
-        return
-    width = 30
-    frac = done / total if total else 1.0
-    rate = done / max(time.monotonic() - started, 1e-9)
-    bar = "#" * int(frac * width)
-    end = "\n" if done == total else ""
-    sys.stderr.write(f"\r{label} [{bar:<{width}}] {done:,}/{total:,} {rate:,.0f}/s{end}")
-    sys.stderr.flush()
-
-
-# -- produce --------------------------------------------------------------------------------
-def produce(settings: Settings, count: int, customers: int = 1000, rate: float = 0.0,
-            seed: int | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Produce ``count`` generated events; return the producer's statistics and positions."""
-    from pipeline.events import generate
-    from producers.producer import KinesisProducer
-
-    started = time.monotonic()
-    futures = []
-    last_seen: dict[str, tuple[int, int]] = {}
-    with KinesisProducer(settings.stream_name, settings) as producer:
-        for i, event in enumerate(generate(count, customers=customers, seed=seed), 1):
-            futures.append(producer.put_event(event))
-            if rate > 0:
-                ahead = i / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-            if not quiet and i % 1000 == 0 and i < count:
-                _progress("producing", i, count, started)
-        producer.flush()
-        stats = dict(producer.stats)
-    for fut in futures:
-        r = fut.result()
-        pos = (int(r.sequence_number), r.sub_sequence)
-        if pos > last_seen.get(r.shard_id, (-1, -1)):
-            last_seen[r.shard_id] = pos
-    if not quiet:
-        _progress("producing", count, count, started)
-    stats["elapsed"] = time.monotonic() - started
-    stats["last_positions"] = last_seen
-    return stats
-
-
-def wait_for_consumers(settings: Settings, last_positions: dict[str, tuple[int, int]],
-                       consumers: Sequence[str], timeout: float) -> bool:
+def wait_for_consumers(
+    settings: Settings, last_positions: dict[str, tuple[int, int]], consumers: Sequence[str], timeout: float
+) -> bool:
     """Wait until every consumer's checkpoint of every shard reached the produced positions."""
     from pipeline.stack import inspect, processes
 
@@ -92,22 +48,28 @@ def wait_for_consumers(settings: Settings, last_positions: dict[str, tuple[int, 
             raise StackError("the ESM runner is not running; see `make logs`")
         for m in inspect.esm_stats(settings.state_dir).values():
             if m["discarded_batches"]:
-                raise StackError(f"{m['function']} discarded {m['discarded_batches']} batches "
-                                 f"after retries ({m['last_result']}); see `make logs`")
+                raise StackError(
+                    f"{m['function']} discarded {m['discarded_batches']} batches "
+                    f"after retries ({m['last_result']}); see `make logs`"
+                )
         time.sleep(0.25)
     return False
 
 
-def _caught_up(settings: Settings, last_positions: dict[str, tuple[int, int]],
-               consumers: Sequence[str]) -> bool:
+def _caught_up(
+    settings: Settings, last_positions: dict[str, tuple[int, int]], consumers: Sequence[str]
+) -> bool:
     """True when every consumer's checkpoint of every shard reached the produced positions."""
     from pipeline.codecs.positions import encode_position
     from pipeline.stack.inspect import checkpoints
 
     targets = {shard: encode_position(seq, sub) for shard, (seq, sub) in last_positions.items()}
     cps = checkpoints(settings)
-    return all((cps.get(f"{c}#{shard}", {}).get("position") or "") >= pos
-               for c in consumers for shard, pos in targets.items())
+    return all(
+        (cps.get(f"{c}#{shard}", {}).get("position") or "") >= pos
+        for c in consumers
+        for shard, pos in targets.items()
+    )
 
 
 def summary(settings: Settings, produced: dict[str, Any], elapsed: float) -> list[tuple[str, str]]:
@@ -121,18 +83,21 @@ def summary(settings: Settings, produced: dict[str, Any], elapsed: float) -> lis
     kin = max(produced["kinesis_records"], 1)
     rows = [
         ("events produced", f"{n:,}"),
-        ("Kinesis records", f"{produced['kinesis_records']:,} "
-                            f"(aggregation {n / kin:,.1f} events/record)"),
+        ("Kinesis records", f"{produced['kinesis_records']:,} (aggregation {n / kin:,.1f} events/record)"),
         ("PutRecords calls", f"{produced['requests']:,}"),
     ]
     for m in sorted(esm.values(), key=lambda m: m["function"]):
-        rows.append((f"batches invoked: {m['function']}",
-                     f"{m['batches']:,} ({m['cold_starts']} cold starts)"))
+        rows.append(
+            (f"batches invoked: {m['function']}", f"{m['batches']:,} ({m['cold_starts']} cold starts)")
+        )
     rows += [
         ("S3 objects (lake)", f"{len(inspect.lake_keys(settings)):,}"),
         ("events in S3", f"{sum(ids.values()):,} ({len(ids):,} distinct)"),
         ("DynamoDB state items", f"{len(inspect.state_items(settings)):,}"),
-        ("duplicates dropped", f"{sum(c.get('duplicates_delivery', 0) + c.get('duplicates_event', 0) for c in cps.values()):,}"),
+        (
+            "duplicates dropped",
+            f"{sum(c.get('duplicates_delivery', 0) + c.get('duplicates_event', 0) for c in cps.values()):,}",
+        ),
         ("quarantined", f"{inspect.quarantined(settings):,}"),
         ("elapsed", f"{elapsed:,.1f} s"),
         ("events/s (end to end)", f"{n / max(elapsed, 1e-9):,.0f}"),
@@ -156,32 +121,45 @@ def cmd_up(args: argparse.Namespace) -> int:
     port = settings.port
     pid = processes.running_pid(state, SERVER)
     if pid is not None:
-        print(f"already up: embedded stack (pid {pid}) at {settings.endpoint_url}; "
-              f"`make status` shows it, `make down` stops it")
+        print(
+            f"already up: embedded stack (pid {pid}) at {settings.endpoint_url}; "
+            f"`make status` shows it, `make down` stops it"
+        )
         return 0
     if processes.port_in_use("127.0.0.1", port):
-        raise StackError(f"port {port} on 127.0.0.1 is taken by another program; "
-                         f"choose a free one with `make up PORT=<port>`")
+        raise StackError(
+            f"port {port} on 127.0.0.1 is taken by another program; "
+            f"choose a free one with `make up PORT=<port>`"
+        )
     started = time.monotonic()
     spid = processes.start(state, SERVER, ["pipeline.stack.server", "--port", str(port)])
     processes.wait_for_port("127.0.0.1", port, spid, log=processes.log_file(state, SERVER))
     (state / "stack.json").write_text(json.dumps({"port": port}))
     print(f"embedded stack up at {settings.endpoint_url} (pid {spid})")
     bootstrap(settings)
-    print(f"created stream {settings.stream_name} ({settings.shard_count} shards), bucket "
-          f"{settings.bucket}, tables, on-failure queues, {len(CONSUMERS)} functions and mappings")
-    epid = processes.start(state, ESM, ["pipeline.cli", "esm", "run", "--port", str(port),
-                                        "--state-dir", str(state)])
+    print(
+        f"created stream {settings.stream_name} ({settings.shard_count} shards), bucket "
+        f"{settings.bucket}, tables, on-failure queues, {len(CONSUMERS)} functions and mappings"
+    )
+    epid = processes.start(
+        state, ESM, ["pipeline.cli", "esm", "run", "--port", str(port), "--state-dir", str(state)]
+    )
     print(f"local ESM runner started (pid {epid}); logs in {state / 'logs'}")
     if args.events <= 0:
         return 0
+    from producers.cli import produce
+
     produced = produce(settings, args.events, customers=args.customers)
-    print(f"produced {produced['user_records']:,} events in {produced['kinesis_records']:,} "
-          f"Kinesis records; waiting for both consumers ...")
-    if not wait_for_consumers(settings, produced["last_positions"],
-                              [c.name for c in CONSUMERS], args.timeout):
-        raise StackError(f"consumers did not catch up within {args.timeout:.0f} s; "
-                         f"see `make logs` and `make status`")
+    print(
+        f"produced {produced['user_records']:,} events in {produced['kinesis_records']:,} "
+        f"Kinesis records; waiting for both consumers ..."
+    )
+    if not wait_for_consumers(
+        settings, produced["last_positions"], [c.name for c in CONSUMERS], args.timeout
+    ):
+        raise StackError(
+            f"consumers did not catch up within {args.timeout:.0f} s; see `make logs` and `make status`"
+        )
     elapsed = time.monotonic() - started
     print("\nsummary\n" + _table(summary(settings, produced, elapsed)))
     return 0
@@ -223,8 +201,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         saved = state / "esm" / f"{uuid}.json"
         if saved.exists():
             positions[m["function"]] = json.loads(saved.read_text())
-    header = ["shard"] + [f"esm {f}" for f in sorted(positions)] + [f"checkpoint {c}"
-                                                                     for c in consumers]
+    header = ["shard"] + [f"esm {f}" for f in sorted(positions)] + [f"checkpoint {c}" for c in consumers]
     print("\n" + "  ".join(f"{h:<28}" for h in header))
     for s in shards:
         sid = s["ShardId"]
@@ -235,22 +212,18 @@ def cmd_status(args: argparse.Namespace) -> int:
             row.append("{}/{}".format(*decode_position(pos)) if pos else "-")
         print("  ".join(f"{v:<28}" for v in row))
     for m in esm.values():
-        print(f"\n{m['function']}: {m['batches']:,} batches, {m['records']:,} records, "
-              f"{m['function_errors']} errors, {m['discarded_batches']} discarded, "
-              f"last result {m['last_result'] or '-'}")
+        print(
+            f"\n{m['function']}: {m['batches']:,} batches, {m['records']:,} records, "
+            f"{m['function_errors']} errors, {m['discarded_batches']} discarded, "
+            f"last result {m['last_result'] or '-'}"
+        )
     return 0
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    produced = produce(settings, args.count, customers=args.customers, rate=args.rate,
-                       seed=args.seed)
-    kin = max(produced["kinesis_records"], 1)
-    print(f"produced {produced['user_records']:,} events in {produced['kinesis_records']:,} "
-          f"Kinesis records ({produced['user_records'] / kin:,.1f} per record), "
-          f"{produced['requests']} PutRecords calls, {produced['retries']} retries, "
-          f"{produced['elapsed']:.2f} s")
-    return 0
+    from producers.cli import run
+
+    return run(args, _settings(args))
 
 
 def cmd_esm_run(args: argparse.Namespace) -> int:
@@ -265,8 +238,7 @@ def cmd_esm_run(args: argparse.Namespace) -> int:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     runner.start()
-    print(f"ESM runner: {len(runner.mappings)} mappings against {settings.endpoint_url}",
-          flush=True)
+    print(f"ESM runner: {len(runner.mappings)} mappings against {settings.endpoint_url}", flush=True)
     try:
         while not done.wait(1.0):
             pass
@@ -293,7 +265,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return 0
     files = {p: p.open() for p in logs}
     for p, f in files.items():
-        lines = f.readlines()[-args.lines:]
+        lines = f.readlines()[-args.lines :]
         for line in lines:
             sys.stdout.write(f"{p.stem}: {line}")
     while args.follow:
@@ -312,50 +284,67 @@ def parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     p = argparse.ArgumentParser(
         prog="pipeline",
-        description="Kinesis → Lambda → S3/DynamoDB pipeline: run it locally, feed it, watch it.")
+        description="Kinesis → Lambda → S3/DynamoDB pipeline: run it locally, feed it, watch it.",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--port", type=int, default=None,
-                        help="port of the embedded stack (default: PORT or 4566)")
-        sp.add_argument("--state-dir", default=None,
-                        help="where pid, log and position files live (default .state)")
+        sp.add_argument(
+            "--port", type=int, default=None, help="port of the embedded stack (default: PORT or 4566)"
+        )
+        sp.add_argument(
+            "--state-dir", default=None, help="where pid, log and position files live (default .state)"
+        )
 
-    up = sub.add_parser("up", help="start the embedded stack, the ESM runner and a demo burst",
-                        description="Start the embedded stack (moto server on 127.0.0.1), create "
-                        "the pipeline's resources, start the local ESM runner, produce a demo "
-                        "burst and wait until every event is in S3 and DynamoDB.")
+    up = sub.add_parser(
+        "up",
+        help="start the embedded stack, the ESM runner and a demo burst",
+        description="Start the embedded stack (moto server on 127.0.0.1), create "
+        "the pipeline's resources, start the local ESM runner, produce a demo "
+        "burst and wait until every event is in S3 and DynamoDB.",
+    )
     common(up)
-    up.add_argument("--events", type=int, default=int(os.environ.get("EVENTS", 10_000)),
-                    help="events in the demo burst (default EVENTS or 10000; 0 for none)")
+    up.add_argument(
+        "--events",
+        type=int,
+        default=int(os.environ.get("EVENTS", 10_000)),
+        help="events in the demo burst (default EVENTS or 10000; 0 for none)",
+    )
     up.add_argument("--customers", type=int, default=1000, help="distinct customers (1000)")
-    up.add_argument("--timeout", type=float, default=240.0,
-                    help="seconds to wait for the consumers (240)")
+    up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for the consumers (240)")
     up.set_defaults(func=cmd_up)
 
-    down = sub.add_parser("down", help="stop what `up` started", description="Stop the ESM "
-                          "runner and the embedded stack, by the pids `up` recorded.")
+    down = sub.add_parser(
+        "down",
+        help="stop what `up` started",
+        description="Stop the ESM runner and the embedded stack, by the pids `up` recorded.",
+    )
     common(down)
     down.set_defaults(func=cmd_down)
 
-    st = sub.add_parser("status", help="what runs, and per-shard positions",
-                        description="Show the processes of the local stack, each mapping's "
-                        "position and each consumer's checkpoint per shard.")
+    st = sub.add_parser(
+        "status",
+        help="what runs, and per-shard positions",
+        description="Show the processes of the local stack, each mapping's "
+        "position and each consumer's checkpoint per shard.",
+    )
     common(st)
     st.set_defaults(func=cmd_status)
 
-    pr = sub.add_parser("produce", help="produce generated events",
-                        description="Produce generated order events through the aggregating "
-                        "producer.")
+    pr = sub.add_parser(
+        "produce",
+        help="produce generated events",
+        description="Produce generated order events through the aggregating producer.",
+    )
     common(pr)
-    pr.add_argument("--count", type=int, default=1000, help="number of events (1000)")
-    pr.add_argument("--rate", type=float, default=0.0, help="events per second (0: no limit)")
-    pr.add_argument("--customers", type=int, default=1000, help="distinct customers (1000)")
-    pr.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
+    from producers.cli import add_arguments
+
+    add_arguments(pr)
     pr.set_defaults(func=cmd_produce)
 
-    esm = sub.add_parser("esm", help="the local event source mapping runner",
-                         description="Run or reset the local ESM runner.")
+    esm = sub.add_parser(
+        "esm", help="the local event source mapping runner", description="Run or reset the local ESM runner."
+    )
     esm_sub = esm.add_subparsers(dest="esm_command", required=True, metavar="ACTION")
     run = esm_sub.add_parser("run", help="run every mapping in the foreground until stopped")
     common(run)
@@ -364,8 +353,11 @@ def parser() -> argparse.ArgumentParser:
     common(reset)
     reset.set_defaults(func=cmd_esm_reset)
 
-    lg = sub.add_parser("logs", help="show the stack's and the functions' logs",
-                        description="Print the tail of every log file; --follow keeps going.")
+    lg = sub.add_parser(
+        "logs",
+        help="show the stack's and the functions' logs",
+        description="Print the tail of every log file; --follow keeps going.",
+    )
     common(lg)
     lg.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
     lg.add_argument("--lines", "-n", type=int, default=20, help="lines per file (20)")
@@ -387,8 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except EndpointConnectionError as exc:
-        print(f"error: cannot reach {exc.kwargs.get('endpoint_url')}: is the stack up? "
-              f"(`make up`)", file=sys.stderr)
+        print(
+            f"error: cannot reach {exc.kwargs.get('endpoint_url')}: is the stack up? (`make up`)",
+            file=sys.stderr,
+        )
         return 2
     except ClientError as exc:
         err = exc.response.get("Error", {})

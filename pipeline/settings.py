@@ -51,9 +51,7 @@ class Settings:
         port = _int(env, "PORT", DEFAULT_PORT)
         dedupe = env.get("PIPELINE_EVENT_ID_DEDUPE", "batch")
         if dedupe not in ("off", "batch", "table"):
-            raise ConfigError(
-                f"PIPELINE_EVENT_ID_DEDUPE={dedupe!r}: choose one of off, batch, table"
-            )
+            raise ConfigError(f"PIPELINE_EVENT_ID_DEDUPE={dedupe!r}: choose one of off, batch, table")
         codec = env.get("PIPELINE_LAKE_CODEC", "deflate")
         if codec not in ("deflate", "zstandard", "null"):
             raise ConfigError(f"PIPELINE_LAKE_CODEC={codec!r}: choose deflate, zstandard or null")

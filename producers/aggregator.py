@@ -60,8 +60,9 @@ class Aggregator:
         self.max_count = max_count
         self.open: dict[str, OpenAggregate] = {}
 
-    def add(self, shard_id: str, explicit_hash_key: str, rec: kpl.SubRecord, handle: Any
-            ) -> OpenAggregate | None:
+    def add(
+        self, shard_id: str, explicit_hash_key: str, rec: kpl.SubRecord, handle: Any
+    ) -> OpenAggregate | None:
         """Add a record; return the aggregate it displaced if that one was full."""
         agg = self.open.get(shard_id)
         if agg is None:

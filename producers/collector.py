@@ -10,8 +10,9 @@ MAX_ENTRIES = 500
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
 
 
-def batches(entries: Iterable[tuple[int, T]], max_entries: int = MAX_ENTRIES,
-            max_bytes: int = MAX_REQUEST_BYTES) -> Iterator[list[T]]:
+def batches(
+    entries: Iterable[tuple[int, T]], max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_REQUEST_BYTES
+) -> Iterator[list[T]]:
     """Split ``(size, entry)`` pairs into request-sized lists, in order."""
     batch: list[T] = []
     size = 0

@@ -39,9 +39,14 @@ class PutResult:
 class KinesisProducer:
     """Aggregating producer; ``put``/``put_event`` return futures resolved on ``flush``."""
 
-    def __init__(self, stream_name: str, settings: Settings | None = None,
-                 kinesis: Any = None, registry: SchemaRegistry | None = None,
-                 max_attempts: int = 20) -> None:
+    def __init__(
+        self,
+        stream_name: str,
+        settings: Settings | None = None,
+        kinesis: Any = None,
+        registry: SchemaRegistry | None = None,
+        max_attempts: int = 20,
+    ) -> None:
         self.stream_name = stream_name
         self.kinesis = kinesis or aws.client("kinesis", settings)
         self.registry = registry or SchemaRegistry.load()
@@ -50,8 +55,14 @@ class KinesisProducer:
         self.ready: list[OpenAggregate] = []
         self.max_attempts = max_attempts
         self.lock = threading.Lock()
-        self.stats = {"user_records": 0, "kinesis_records": 0, "bytes": 0, "requests": 0,
-                      "retries": 0, "throttles": 0}
+        self.stats = {
+            "user_records": 0,
+            "kinesis_records": 0,
+            "bytes": 0,
+            "requests": 0,
+            "retries": 0,
+            "throttles": 0,
+        }
 
     def __enter__(self) -> KinesisProducer:
         return self
@@ -59,21 +70,20 @@ class KinesisProducer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def put(self, data: bytes, partition_key: str, explicit_hash_key: str | None = None
-            ) -> Future[PutResult]:
+    def put(self, data: bytes, partition_key: str, explicit_hash_key: str | None = None) -> Future[PutResult]:
         """Queue one user record; its future resolves when the record is stored."""
         if not isinstance(data, bytes | bytearray):
             raise InvalidInput(f"data must be bytes, not {type(data).__name__}")
         if not isinstance(partition_key, str) or not 1 <= len(partition_key) <= 256:
             raise InvalidInput("partition key must be a string of 1 to 256 characters")
         if len(data) + len(partition_key.encode()) > MAX_RECORD_BYTES:
-            raise InvalidInput(
-                f"record of {len(data)} bytes + key exceeds the {MAX_RECORD_BYTES}-byte limit")
+            raise InvalidInput(f"record of {len(data)} bytes + key exceeds the {MAX_RECORD_BYTES}-byte limit")
         fut: Future[PutResult] = Future()
         shard = self.shard_map.predict(partition_key, explicit_hash_key)
         with self.lock:
-            sealed = self.aggregator.add(shard.shard_id, str(shard.start),
-                                         kpl.SubRecord(partition_key, bytes(data)), fut)
+            sealed = self.aggregator.add(
+                shard.shard_id, str(shard.start), kpl.SubRecord(partition_key, bytes(data)), fut
+            )
             self.stats["user_records"] += 1
             if sealed:
                 self.ready.append(sealed)
@@ -109,12 +119,15 @@ class KinesisProducer:
         while pending:
             attempt += 1
             failed = []
-            sized = [(len(data) + len(pk.encode()), (agg, pk, ehk, data))
-                     for agg, pk, ehk, data in pending]
+            sized = [(len(data) + len(pk.encode()), (agg, pk, ehk, data)) for agg, pk, ehk, data in pending]
             for batch in batches(sized):
-                resp = self.kinesis.put_records(StreamName=self.stream_name, Records=[
-                    {"Data": data, "PartitionKey": pk, "ExplicitHashKey": ehk}
-                    for _, pk, ehk, data in batch])
+                resp = self.kinesis.put_records(
+                    StreamName=self.stream_name,
+                    Records=[
+                        {"Data": data, "PartitionKey": pk, "ExplicitHashKey": ehk}
+                        for _, pk, ehk, data in batch
+                    ],
+                )
                 self.stats["requests"] += 1
                 for entry, res in zip(batch, resp["Records"], strict=True):
                     agg = entry[0]
@@ -126,13 +139,11 @@ class KinesisProducer:
                     self.stats["kinesis_records"] += 1
                     self.stats["bytes"] += len(entry[3])
                     for sub, fut in enumerate(agg.handles):
-                        fut.set_result(PutResult(res["ShardId"], res["SequenceNumber"],
-                                                 sub, attempt))
+                        fut.set_result(PutResult(res["ShardId"], res["SequenceNumber"], sub, attempt))
             if failed and attempt >= self.max_attempts:
                 for agg, *_ in failed:
                     for fut in agg.handles:
-                        fut.set_exception(PipelineError(
-                            f"record not stored after {attempt} attempts"))
+                        fut.set_exception(PipelineError(f"record not stored after {attempt} attempts"))
                 return
             if failed:
                 self.stats["retries"] += len(failed)

@@ -43,8 +43,7 @@ class ShardMap:
                 if "EndingSequenceNumber" in s.get("SequenceNumberRange", {}):
                     continue  # closed: receives no new records
                 r = s["HashKeyRange"]
-                shards.append(ShardRange(s["ShardId"], int(r["StartingHashKey"]),
-                                         int(r["EndingHashKey"])))
+                shards.append(ShardRange(s["ShardId"], int(r["StartingHashKey"]), int(r["EndingHashKey"])))
             token = resp.get("NextToken")
             if not token:
                 break

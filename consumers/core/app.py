@@ -17,8 +17,7 @@ from pipeline.codecs.avro import SchemaRegistry
 from pipeline.settings import Settings
 
 
-def build(default_consumer: str, make_sink: Callable[[Settings, SchemaRegistry], Sink]
-          ) -> BatchProcessor:
+def build(default_consumer: str, make_sink: Callable[[Settings, SchemaRegistry], Sink]) -> BatchProcessor:
     """A processor wired to the clients and tables the settings name."""
     logging.getLogger("consumers").setLevel(os.environ.get("LOG_LEVEL", "INFO"))
     if not logging.getLogger().handlers:
@@ -30,8 +29,7 @@ def build(default_consumer: str, make_sink: Callable[[Settings, SchemaRegistry],
     s3 = aws.client("s3", settings)
     event_ids: str | EventIdStore = settings.event_id_dedupe
     if settings.event_id_dedupe == "table":
-        event_ids = EventIdStore(ddb, settings.event_id_table, consumer,
-                                 settings.event_id_ttl_seconds)
+        event_ids = EventIdStore(ddb, settings.event_id_table, consumer, settings.event_id_ttl_seconds)
     return BatchProcessor(
         consumer=consumer,
         decoder=Decoder(registry),

@@ -31,8 +31,7 @@ class Checkpoint:
     counters: Mapping[str, int] = field(default_factory=dict)
 
 
-COUNTERS = ("batches", "records_in", "written", "duplicates_delivery", "duplicates_event",
-            "quarantined")
+COUNTERS = ("batches", "records_in", "written", "duplicates_delivery", "duplicates_event", "quarantined")
 
 
 class CheckpointStore:
@@ -48,14 +47,16 @@ class CheckpointStore:
 
     def load(self, shard_id: str) -> Checkpoint:
         """The checkpoint of ``shard_id`` (position None when the shard was never processed)."""
-        item = self.ddb.get_item(TableName=self.table, Key=self._key(shard_id),
-                                 ConsistentRead=True).get("Item")
+        item = self.ddb.get_item(TableName=self.table, Key=self._key(shard_id), ConsistentRead=True).get(
+            "Item"
+        )
         if not item:
             return Checkpoint(None)
         intent = None
         if "intent_position" in item:
-            keys = tuple(item.get("intent_keys", {}).get("L", []) and
-                         [k["S"] for k in item["intent_keys"]["L"]])
+            keys = tuple(
+                item.get("intent_keys", {}).get("L", []) and [k["S"] for k in item["intent_keys"]["L"]]
+            )
             intent = Intent(keys, item["intent_position"]["S"])
         counters = {c: int(item[c]["N"]) for c in COUNTERS if c in item}
         pos = item.get("position", {}).get("S")

@@ -61,16 +61,23 @@ class Decoder:
             except (binascii.Error, ValueError, TypeError) as exc:
                 raw_text = str(k.get("data", "")).encode("utf-8", "replace")
                 poison.append(
-                    Poison(encode_position(seq, 0), seq, 0, pk, raw_text, "bad_base64",
-                           type(exc).__name__, f"record data is not base64: {exc}")
+                    Poison(
+                        encode_position(seq, 0),
+                        seq,
+                        0,
+                        pk,
+                        raw_text,
+                        "bad_base64",
+                        type(exc).__name__,
+                        f"record data is not base64: {exc}",
+                    )
                 )
                 continue
             try:
                 subs = kpl.deaggregate(raw, pk)
             except PoisonRecord as exc:
                 poison.append(
-                    Poison(encode_position(seq, 0), seq, 0, pk, raw, exc.reason,
-                           type(exc).__name__, str(exc))
+                    Poison(encode_position(seq, 0), seq, 0, pk, raw, exc.reason, type(exc).__name__, str(exc))
                 )
                 continue
             for sub, user in enumerate(subs):
@@ -79,8 +86,16 @@ class Decoder:
                     event = self.payload(user.data)
                 except PoisonRecord as exc:
                     poison.append(
-                        Poison(position, seq, sub, user.partition_key, user.data, exc.reason,
-                               type(exc).__name__, str(exc))
+                        Poison(
+                            position,
+                            seq,
+                            sub,
+                            user.partition_key,
+                            user.data,
+                            exc.reason,
+                            type(exc).__name__,
+                            str(exc),
+                        )
                     )
                     continue
                 out.append(UserRecord(position, seq, sub, user.partition_key, event, arrival))

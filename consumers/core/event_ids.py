@@ -46,8 +46,11 @@ class EventIdStore:
             try:
                 self.ddb.put_item(
                     TableName=self.table,
-                    Item={"event_id": {"S": key}, "position": {"S": r.position},
-                          "expires_at": {"N": expires}},
+                    Item={
+                        "event_id": {"S": key},
+                        "position": {"S": r.position},
+                        "expires_at": {"N": expires},
+                    },
                     ConditionExpression="attribute_not_exists(event_id) OR #p = :p",
                     ExpressionAttributeNames={"#p": "position"},
                     ExpressionAttributeValues={":p": {"S": r.position}},

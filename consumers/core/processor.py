@@ -85,9 +85,9 @@ class BatchProcessor:
         unique = self._dedupe_ids(fresh)
         stats.duplicates_event = len(fresh) - len(unique)
 
-        last_position = max(
-            [r.position for r in decoded] + [p.position for p in poison] + [floor or ""]
-        ) or None
+        last_position = (
+            max([r.position for r in decoded] + [p.position for p in poison] + [floor or ""]) or None
+        )
         failures: list[dict[str, str]] = []
         if poison:
             self.quarantine.put(shard_id, poison)
@@ -105,16 +105,32 @@ class BatchProcessor:
             before += [p.position for p in poison if p.position < failed.position]
             last_position = max(before + [floor or ""]) or None
             failures = [{"itemIdentifier": failed.sequence_number}]
-            log.warning(json.dumps({"msg": "partial failure", "consumer": self.consumer,
-                                    "shard": shard_id, "sequence": failed.sequence_number,
-                                    "error": repr(partial.cause)}))
+            log.warning(
+                json.dumps(
+                    {
+                        "msg": "partial failure",
+                        "consumer": self.consumer,
+                        "shard": shard_id,
+                        "sequence": failed.sequence_number,
+                        "error": repr(partial.cause),
+                    }
+                )
+            )
         counters = {"batches": 1, **{k: getattr(stats, k) for k in BatchStats.__slots__}}
         self.checkpoints.advance(shard_id, last_position, counters)
-        log.info(json.dumps({
-            "msg": "batch", "consumer": self.consumer, "shard": shard_id,
-            "first": raw_records[0]["kinesis"]["sequenceNumber"],
-            "last": raw_records[-1]["kinesis"]["sequenceNumber"],
-            "kinesis_records": len(raw_records), **counters,
-            "failed": len(failures), "ms": round((time.perf_counter() - started) * 1000, 1),
-        }))
+        log.info(
+            json.dumps(
+                {
+                    "msg": "batch",
+                    "consumer": self.consumer,
+                    "shard": shard_id,
+                    "first": raw_records[0]["kinesis"]["sequenceNumber"],
+                    "last": raw_records[-1]["kinesis"]["sequenceNumber"],
+                    "kinesis_records": len(raw_records),
+                    **counters,
+                    "failed": len(failures),
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                }
+            )
+        )
         return {"batchItemFailures": failures}

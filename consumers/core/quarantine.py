@@ -38,5 +38,9 @@ class Quarantine:
                 "message": p.message,
                 "raw_base64": base64.b64encode(p.raw).decode("ascii"),
             }
-            self.s3.put_object(Bucket=self.bucket, Key=self.key(shard_id, p),
-                               Body=json.dumps(body).encode(), ContentType="application/json")
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=self.key(shard_id, p),
+                Body=json.dumps(body).encode(),
+                ContentType="application/json",
+            )

@@ -44,8 +44,10 @@ class LakeSink:
             groups.setdefault(_hour(r.event["event_time"]), []).append(r)
         out = {}
         for (day, hour), recs in sorted(groups.items()):
-            key = (f"{self.prefix}/dt={day}/hour={hour}/shard={shard_id}/"
-                   f"{short(recs[0].position)}-{short(recs[-1].position)}.avro")
+            key = (
+                f"{self.prefix}/dt={day}/hour={hour}/shard={shard_id}/"
+                f"{short(recs[0].position)}-{short(recs[-1].position)}.avro"
+            )
             out[key] = recs
         return out
 
@@ -53,10 +55,15 @@ class LakeSink:
         """The container file for ``records``; byte-identical for the same key and records."""
         buf = io.BytesIO()
         fastavro.writer(
-            buf, self.schema, [r.event for r in records], codec=self.codec,
+            buf,
+            self.schema,
+            [r.event for r in records],
+            codec=self.codec,
             sync_marker=hashlib.md5(key.encode()).digest(),
-            metadata={"pipeline.first_position": records[0].position,
-                      "pipeline.last_position": records[-1].position},
+            metadata={
+                "pipeline.first_position": records[0].position,
+                "pipeline.last_position": records[-1].position,
+            },
         )
         return buf.getvalue()
 
@@ -88,8 +95,9 @@ class LakeSink:
         for key, recs in plan.items():
             body = self.encode(key, recs)
             try:
-                self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*",
-                                   ContentType="application/avro")
+                self.s3.put_object(
+                    Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/avro"
+                )
             except ClientError as exc:
                 code = exc.response["Error"]["Code"]
                 if code not in ("PreconditionFailed", "412"):

@@ -8,9 +8,7 @@ from consumers.core.app import build
 from consumers.state_writer.sink import StateSink
 from pipeline import aws
 
-processor = build(
-    "state-writer", lambda s, reg: StateSink(aws.client("dynamodb", s), s.state_table)
-)
+processor = build("state-writer", lambda s, reg: StateSink(aws.client("dynamodb", s), s.state_table))
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -67,9 +67,9 @@ class StateSink:
                 item = exc.response.get("Item")
                 if item is None:
                     self.requests += 1
-                    item = self.ddb.get_item(TableName=self.table,
-                                             Key={"customer_id": {"S": key}},
-                                             ConsistentRead=True).get("Item", {})
+                    item = self.ddb.get_item(
+                        TableName=self.table, Key={"customer_id": {"S": key}}, ConsistentRead=True
+                    ).get("Item", {})
                 applied = item.get("last_position", {}).get("S", "")
                 pending = [r for r in pending if r.position > applied]
         return 0

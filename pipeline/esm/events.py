@@ -13,8 +13,9 @@ from typing import Any
 RECORD_OVERHEAD = 520
 
 
-def lambda_record(record: dict[str, Any], shard_id: str, stream_arn: str, region: str,
-                  role_arn: str) -> dict[str, Any]:
+def lambda_record(
+    record: dict[str, Any], shard_id: str, stream_arn: str, region: str, role_arn: str
+) -> dict[str, Any]:
     """One element of ``Records`` for a Kinesis record returned by GetRecords."""
     arrival = record.get("ApproximateArrivalTimestamp")
     ts = arrival.timestamp() if isinstance(arrival, datetime) else float(arrival or 0)
@@ -44,13 +45,22 @@ def record_size(record: dict[str, Any]) -> int:
 def _iso(ts: Any) -> str:
     if isinstance(ts, datetime):
         return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return datetime.fromtimestamp(float(ts or 0), tz=UTC).isoformat(
-        timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(float(ts or 0), tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
-def failure_message(records: Sequence[dict[str, Any]], shard_id: str, stream_arn: str,
-                    function_arn: str, condition: str, invoke_count: int,
-                    error_type: str | None) -> str:
+def failure_message(
+    records: Sequence[dict[str, Any]],
+    shard_id: str,
+    stream_arn: str,
+    function_arn: str,
+    condition: str,
+    invoke_count: int,
+    error_type: str | None,
+) -> str:
     """The on-failure destination message body (``KinesisBatchInfo``) for a discarded batch."""
     body = {
         "requestContext": {
@@ -65,8 +75,7 @@ def failure_message(records: Sequence[dict[str, Any]], shard_id: str, stream_arn
             "functionError": error_type or "Unhandled",
         },
         "version": "1.0",
-        "timestamp": datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace(
-            "+00:00", "Z"),
+        "timestamp": datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "KinesisBatchInfo": {
             "shardId": shard_id,
             "startSequenceNumber": records[0]["SequenceNumber"],

@@ -55,20 +55,22 @@ class Mapping:
         """Build from a ``list_event_source_mappings`` element."""
         dest = (m.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
         return cls(
-            uuid=m["UUID"], function_arn=m["FunctionArn"],
+            uuid=m["UUID"],
+            function_arn=m["FunctionArn"],
             function_name=m["FunctionArn"].split(":function:")[1].split(":")[0],
-            stream_arn=m["EventSourceArn"], batch_size=int(m.get("BatchSize") or 100),
+            stream_arn=m["EventSourceArn"],
+            batch_size=int(m.get("BatchSize") or 100),
             window=float(m.get("MaximumBatchingWindowInSeconds") or 0),
             starting_position=m.get("StartingPosition") or "TRIM_HORIZON",
             starting_timestamp=m.get("StartingPositionTimestamp"),
-            max_retries=int(m["MaximumRetryAttempts"]) if m.get("MaximumRetryAttempts")
-            is not None else -1,
-            max_record_age=int(m["MaximumRecordAgeInSeconds"]) if m.get(
-                "MaximumRecordAgeInSeconds") is not None else -1,
+            max_retries=int(m["MaximumRetryAttempts"]) if m.get("MaximumRetryAttempts") is not None else -1,
+            max_record_age=int(m["MaximumRecordAgeInSeconds"])
+            if m.get("MaximumRecordAgeInSeconds") is not None
+            else -1,
             bisect=bool(m.get("BisectBatchOnFunctionError")),
-            report_item_failures="ReportBatchItemFailures" in (m.get("FunctionResponseTypes")
-                                                              or []),
-            on_failure_arn=dest, parallelization=int(m.get("ParallelizationFactor") or 1),
+            report_item_failures="ReportBatchItemFailures" in (m.get("FunctionResponseTypes") or []),
+            on_failure_arn=dest,
+            parallelization=int(m.get("ParallelizationFactor") or 1),
             enabled=m.get("State", "Enabled") in ("Enabled", "Enabling", "Updating"),
         )
 
@@ -127,8 +129,9 @@ class PositionStore:
 class EsmRunner:
     """Runs every mapping of the stack's Lambda API against the stack's Kinesis."""
 
-    def __init__(self, settings: Settings, state_dir: Path | None = None,
-                 function_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, state_dir: Path | None = None, function_names: Sequence[str] | None = None
+    ) -> None:
         self.settings = settings
         self.state_dir = state_dir or settings.state_dir
         self.kinesis = aws.client("kinesis", settings)
@@ -167,16 +170,20 @@ class EsmRunner:
                 spec = FunctionSpec.from_config(config, self.log_dir)
                 # What Lambda's runtime adds to the function's own variables (region,
                 # credentials of the execution role), plus the stack's endpoint.
-                runtime_env = {"AWS_REGION": self.settings.region,
-                               "AWS_DEFAULT_REGION": self.settings.region,
-                               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                               "AWS_SESSION_TOKEN": "testing"}
+                runtime_env = {
+                    "AWS_REGION": self.settings.region,
+                    "AWS_DEFAULT_REGION": self.settings.region,
+                    "AWS_ACCESS_KEY_ID": "testing",
+                    "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_SESSION_TOKEN": "testing",
+                }
                 if self.settings.endpoint_url:
                     runtime_env["AWS_ENDPOINT_URL"] = self.settings.endpoint_url
                 spec = replace(spec, environment={**runtime_env, **spec.environment})
                 shards = len(self._shards(mp.stream_arn))
                 self.runtimes[mp.function_name] = FunctionRuntime(
-                    spec, concurrency=max(1, shards * mp.parallelization))
+                    spec, concurrency=max(1, shards * mp.parallelization)
+                )
             self.stats.setdefault(mp.uuid, MappingStats())
         return mappings
 
@@ -209,12 +216,17 @@ class EsmRunner:
                 if key in self.threads:
                     continue
                 # After resharding a child starts only when its parents are drained.
-                parents = [p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId"))
-                           if p and p in ids]
+                parents = [
+                    p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId")) if p and p in ids
+                ]
                 if any((mp.uuid, p) not in self.finished for p in parents):
                     continue
-                t = threading.Thread(target=self._poll_shard, args=(mp, s["ShardId"]),
-                                     name=f"esm-{mp.function_name}-{s['ShardId']}", daemon=True)
+                t = threading.Thread(
+                    target=self._poll_shard,
+                    args=(mp, s["ShardId"]),
+                    name=f"esm-{mp.function_name}-{s['ShardId']}",
+                    daemon=True,
+                )
                 self.threads[key] = t
                 t.start()
 
@@ -269,8 +281,10 @@ class EsmRunner:
             st = self.stats[mp.uuid]
             rt = self.runtimes.get(mp.function_name)
             st.cold_starts = rt.cold_starts if rt else 0
-            out[mp.uuid] = {"function": mp.function_name, **{
-                k: getattr(st, k) for k in MappingStats.__slots__}}
+            out[mp.uuid] = {
+                "function": mp.function_name,
+                **{k: getattr(st, k) for k in MappingStats.__slots__},
+            }
         path = self.state_dir / "esm" / "stats.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(out, indent=1, sort_keys=True))
@@ -280,8 +294,7 @@ class EsmRunner:
     def _iterator(self, mp: Mapping, shard_id: str) -> str:
         done = self.positions.load(mp.uuid).get(shard_id)
         # By name: moto's iterators lose the stream when asked by ARN.
-        kwargs: dict[str, Any] = {"StreamName": mp.stream_arn.split("/", 1)[1],
-                                  "ShardId": shard_id}
+        kwargs: dict[str, Any] = {"StreamName": mp.stream_arn.split("/", 1)[1], "ShardId": shard_id}
         if done:
             kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=done)
         elif mp.starting_position == "AT_TIMESTAMP" and mp.starting_timestamp:
@@ -296,8 +309,16 @@ class EsmRunner:
                 self._poll_shard_once(mp, shard_id)
                 return
             except Exception as exc:  # the stack may be restarting: back off, resume from saved
-                log.warning(json.dumps({"msg": "poller error", "function": mp.function_name,
-                                        "shard": shard_id, "error": repr(exc)}))
+                log.warning(
+                    json.dumps(
+                        {
+                            "msg": "poller error",
+                            "function": mp.function_name,
+                            "shard": shard_id,
+                            "error": repr(exc),
+                        }
+                    )
+                )
                 self.stop_event.wait(1.0)
 
     def _poll_shard_once(self, mp: Mapping, shard_id: str) -> None:
@@ -310,7 +331,8 @@ class EsmRunner:
             if iterator and len(pending) < mp.batch_size:
                 try:
                     resp = self.kinesis.get_records(
-                        ShardIterator=iterator, Limit=min(10_000, mp.batch_size - len(pending)))
+                        ShardIterator=iterator, Limit=min(10_000, mp.batch_size - len(pending))
+                    )
                 except ClientError as exc:
                     code = exc.response["Error"]["Code"]
                     if code == "ExpiredIteratorException":
@@ -327,8 +349,11 @@ class EsmRunner:
                 if got and window_started is None:
                     window_started = time.monotonic()
             if pending:
-                window_open = (window_started is not None and mp.window > 0
-                               and time.monotonic() - window_started < mp.window)
+                window_open = (
+                    window_started is not None
+                    and mp.window > 0
+                    and time.monotonic() - window_started < mp.window
+                )
                 full = len(pending) >= mp.batch_size or _payload(pending) >= PAYLOAD_CAP
                 if full or not window_open or iterator is None:
                     batch = _take(pending, mp.batch_size)
@@ -371,16 +396,14 @@ class EsmRunner:
                 if failed_at > 0:
                     # Records before the lowest reported sequence number succeeded.
                     st.records += failed_at
-                    self.positions.save(mp.uuid, shard_id,
-                                        records[failed_at - 1]["SequenceNumber"])
+                    self.positions.save(mp.uuid, shard_id, records[failed_at - 1]["SequenceNumber"])
                     records = records[failed_at:]
                     st.partial_failures += 1
                 else:
                     st.function_errors += 0 if result.ok else 1
                     if result.ok:
                         st.partial_failures += 1
-                st.last_result = "PROBLEM: " + (
-                    (result.error or {}).get("errorType", "partial failure"))
+                st.last_result = "PROBLEM: " + ((result.error or {}).get("errorType", "partial failure"))
                 if mp.max_retries >= 0 and attempts > mp.max_retries:
                     err = (result.error or {}).get("errorType")
                     self._discard(mp, shard_id, records, "RetryAttemptsExhausted", attempts, err)
@@ -393,8 +416,7 @@ class EsmRunner:
                 st.retries += 1
                 self.stop_event.wait(min(1.0, 0.05 * attempts))
 
-    def _failed_index(self, mp: Mapping, records: list[dict[str, Any]],
-                      result: Invocation) -> int | None:
+    def _failed_index(self, mp: Mapping, records: list[dict[str, Any]], result: Invocation) -> int | None:
         """None for success, else the index of the first record to redeliver."""
         if not result.ok:
             return 0
@@ -421,26 +443,49 @@ class EsmRunner:
 
     def _invoke(self, mp: Mapping, shard_id: str, records: list[dict[str, Any]]) -> Invocation:
         region = mp.stream_arn.split(":")[3]
-        event = {"Records": [lambda_record(r, shard_id, mp.stream_arn, region,
-                                           self._roles.get(mp.function_name, ""))
-                             for r in records]}
+        event = {
+            "Records": [
+                lambda_record(r, shard_id, mp.stream_arn, region, self._roles.get(mp.function_name, ""))
+                for r in records
+            ]
+        }
         result = self.runtimes[mp.function_name].invoke(event)
-        log.info(json.dumps({"msg": "invoke", "function": mp.function_name, "shard": shard_id,
-                             "records": len(records), "ok": result.ok, "cold": result.cold,
-                             "ms": round(result.duration_ms, 1),
-                             "error": (result.error or {}).get("errorType")}))
+        log.info(
+            json.dumps(
+                {
+                    "msg": "invoke",
+                    "function": mp.function_name,
+                    "shard": shard_id,
+                    "records": len(records),
+                    "ok": result.ok,
+                    "cold": result.cold,
+                    "ms": round(result.duration_ms, 1),
+                    "error": (result.error or {}).get("errorType"),
+                }
+            )
+        )
         return result
 
-    def _discard(self, mp: Mapping, shard_id: str, records: list[dict[str, Any]],
-                 condition: str, attempts: int, error_type: str | None) -> None:
+    def _discard(
+        self,
+        mp: Mapping,
+        shard_id: str,
+        records: list[dict[str, Any]],
+        condition: str,
+        attempts: int,
+        error_type: str | None,
+    ) -> None:
         st = self.stats[mp.uuid]
         st.discarded_batches += 1
         if mp.on_failure_arn and ":sqs:" in mp.on_failure_arn:
             name = mp.on_failure_arn.rsplit(":", 1)[1]
             url = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
-            self.sqs.send_message(QueueUrl=url, MessageBody=failure_message(
-                records, shard_id, mp.stream_arn, mp.function_arn, condition, attempts,
-                error_type))
+            self.sqs.send_message(
+                QueueUrl=url,
+                MessageBody=failure_message(
+                    records, shard_id, mp.stream_arn, mp.function_arn, condition, attempts, error_type
+                ),
+            )
         self.positions.save(mp.uuid, shard_id, records[-1]["SequenceNumber"])
 
 

@@ -41,9 +41,12 @@ class FunctionSpec:
         """Build from a ``get_function_configuration`` response."""
         name = config["FunctionName"]
         return cls(
-            name=name, arn=config["FunctionArn"], handler=config["Handler"],
+            name=name,
+            arn=config["FunctionArn"],
+            handler=config["Handler"],
             environment=dict(config.get("Environment", {}).get("Variables", {})),
-            timeout=int(config.get("Timeout", 3)), memory=int(config.get("MemorySize", 128)),
+            timeout=int(config.get("Timeout", 3)),
+            memory=int(config.get("MemorySize", 128)),
             log_path=(log_dir / f"{name}.log") if log_dir else None,
         )
 
@@ -75,12 +78,16 @@ def _worker_main(conn: Connection, spec: dict[str, Any]) -> None:
         os.dup2(fd, 2)
     tmp = tempfile.mkdtemp(prefix=f"lambda-{spec['name']}-")
     os.environ.update(spec["environment"])
-    os.environ.update({
-        "TMPDIR": tmp, "AWS_LAMBDA_FUNCTION_NAME": spec["name"],
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec["memory"]),
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_STREAM_NAME": spec["log_stream"],
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec['name']}",
-    })
+    os.environ.update(
+        {
+            "TMPDIR": tmp,
+            "AWS_LAMBDA_FUNCTION_NAME": spec["name"],
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec["memory"]),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_STREAM_NAME": spec["log_stream"],
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec['name']}",
+        }
+    )
     tempfile.tempdir = tmp
     started = time.perf_counter()
     try:
@@ -89,8 +96,16 @@ def _worker_main(conn: Connection, spec: dict[str, Any]) -> None:
         module_name, func_name = spec["handler"].rsplit(".", 1)
         handler = getattr(importlib.import_module(module_name), func_name)
     except Exception as exc:
-        conn.send(("init_error", {"errorType": type(exc).__name__, "errorMessage": str(exc),
-                                  "stackTrace": traceback.format_exc().splitlines()}))
+        conn.send(
+            (
+                "init_error",
+                {
+                    "errorType": type(exc).__name__,
+                    "errorMessage": str(exc),
+                    "stackTrace": traceback.format_exc().splitlines(),
+                },
+            )
+        )
         return
     conn.send(("ready", (time.perf_counter() - started) * 1000))
     while True:
@@ -110,11 +125,20 @@ def _worker_main(conn: Connection, spec: dict[str, Any]) -> None:
         except Exception as exc:
             tb = traceback.format_exc()
             print(tb, flush=True)
-            conn.send(("error", {"errorType": type(exc).__name__, "errorMessage": str(exc),
-                                 "stackTrace": tb.splitlines()}))
+            conn.send(
+                (
+                    "error",
+                    {
+                        "errorType": type(exc).__name__,
+                        "errorMessage": str(exc),
+                        "stackTrace": tb.splitlines(),
+                    },
+                )
+            )
         ms = (time.perf_counter() - t0) * 1000
-        print(f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\t"
-              f"Duration: {ms:.2f} ms", flush=True)
+        print(
+            f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {ms:.2f} ms", flush=True
+        )
 
 
 @dataclass(slots=True)
@@ -136,8 +160,12 @@ class _Worker:
         self.conn = parent
         stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
         self.spec_dict = {
-            "name": spec.name, "arn": spec.arn, "handler": spec.handler,
-            "environment": spec.environment, "memory": spec.memory, "log_stream": stream,
+            "name": spec.name,
+            "arn": spec.arn,
+            "handler": spec.handler,
+            "environment": spec.environment,
+            "memory": spec.memory,
+            "log_stream": stream,
             "log_path": str(spec.log_path) if spec.log_path else None,
         }
         self.proc = _CTX.Process(target=_worker_main, args=(child, self.spec_dict), daemon=True)
@@ -235,8 +263,10 @@ class FunctionRuntime:
             if cold:
                 self.cold_starts += 1
                 if not worker.wait_ready(max(10.0, self.spec.timeout)):
-                    err = worker.init_error or {"errorType": "Runtime.InitTimeout",
-                                                "errorMessage": "initialisation timed out"}
+                    err = worker.init_error or {
+                        "errorType": "Runtime.InitTimeout",
+                        "errorMessage": "initialisation timed out",
+                    }
                     self._discard(worker)
                     worker = None  # type: ignore[assignment]
                     return Invocation(False, error=err, cold=True, request_id=request_id)
@@ -248,17 +278,29 @@ class FunctionRuntime:
                     self.timeouts += 1
                     self._discard(worker)
                     worker = None  # type: ignore[assignment]
-                    return Invocation(False, error={
-                        "errorType": "Sandbox.Timedout",
-                        "errorMessage": f"Task timed out after {self.spec.timeout:.2f} seconds"},
-                        duration_ms=self.spec.timeout * 1000.0, cold=cold, request_id=request_id)
+                    return Invocation(
+                        False,
+                        error={
+                            "errorType": "Sandbox.Timedout",
+                            "errorMessage": f"Task timed out after {self.spec.timeout:.2f} seconds",
+                        },
+                        duration_ms=self.spec.timeout * 1000.0,
+                        cold=cold,
+                        request_id=request_id,
+                    )
                 kind, value = worker.conn.recv()
             except (EOFError, OSError, BrokenPipeError):
                 self._discard(worker)
                 worker = None  # type: ignore[assignment]
-                return Invocation(False, error={"errorType": "Runtime.ExitError",
-                                                "errorMessage": "the execution environment exited"},
-                                  cold=cold, request_id=request_id)
+                return Invocation(
+                    False,
+                    error={
+                        "errorType": "Runtime.ExitError",
+                        "errorMessage": "the execution environment exited",
+                    },
+                    cold=cold,
+                    request_id=request_id,
+                )
             ms = (time.perf_counter() - t0) * 1000
             init_ms = worker.init_ms if cold else 0.0
             if kind == "ok":

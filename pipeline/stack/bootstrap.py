@@ -79,8 +79,12 @@ def bootstrap(settings: Settings, consumers: tuple[Consumer, ...] = CONSUMERS) -
     iam = aws.client("iam", settings)
     lam = aws.client("lambda", settings)
 
-    _ignore("ResourceInUseException", kinesis.create_stream,
-            StreamName=settings.stream_name, ShardCount=settings.shard_count)
+    _ignore(
+        "ResourceInUseException",
+        kinesis.create_stream,
+        StreamName=settings.stream_name,
+        ShardCount=settings.shard_count,
+    )
     for _ in range(100):
         desc = kinesis.describe_stream_summary(StreamName=settings.stream_name)
         if desc["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
@@ -91,8 +95,7 @@ def bootstrap(settings: Settings, consumers: tuple[Consumer, ...] = CONSUMERS) -
     kw: dict[str, Any] = {}
     if settings.region != "us-east-1":
         kw["CreateBucketConfiguration"] = {"LocationConstraint": settings.region}
-    _ignore("BucketAlreadyOwnedByYou|BucketAlreadyExists", s3.create_bucket,
-            Bucket=settings.bucket, **kw)
+    _ignore("BucketAlreadyOwnedByYou|BucketAlreadyExists", s3.create_bucket, Bucket=settings.bucket, **kw)
 
     tables = {
         settings.checkpoint_table: "pk",
@@ -100,17 +103,30 @@ def bootstrap(settings: Settings, consumers: tuple[Consumer, ...] = CONSUMERS) -
         settings.event_id_table: "event_id",
     }
     for table, key in tables.items():
-        _ignore("ResourceInUseException", ddb.create_table, TableName=table,
-                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                BillingMode="PAY_PER_REQUEST")
-    _ignore("ValidationException", ddb.update_time_to_live, TableName=settings.event_id_table,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+        _ignore(
+            "ResourceInUseException",
+            ddb.create_table,
+            TableName=table,
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    _ignore(
+        "ValidationException",
+        ddb.update_time_to_live,
+        TableName=settings.event_id_table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+    )
 
-    role = _ignore("EntityAlreadyExists", iam.create_role, RoleName=ROLE_NAME,
-                   AssumeRolePolicyDocument=(
-                       '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":'
-                       '{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}'))
+    role = _ignore(
+        "EntityAlreadyExists",
+        iam.create_role,
+        RoleName=ROLE_NAME,
+        AssumeRolePolicyDocument=(
+            '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":'
+            '{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
+        ),
+    )
     role_arn = (role or iam.get_role(RoleName=ROLE_NAME))["Role"]["Arn"]
 
     existing = {
@@ -121,18 +137,31 @@ def bootstrap(settings: Settings, consumers: tuple[Consumer, ...] = CONSUMERS) -
     for c in consumers:
         name = function_name(settings, c.name)
         queue_url = sqs.create_queue(QueueName=dlq_name(settings, c.name))["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
-        _ignore("ResourceConflictException", lam.create_function,
-                FunctionName=name, Runtime="python3.12", Role=role_arn, Handler=c.handler,
-                Code={"ZipFile": _placeholder_zip()}, Timeout=c.timeout, MemorySize=c.memory,
-                Environment={"Variables": settings.function_env(c.name)})
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        _ignore(
+            "ResourceConflictException",
+            lam.create_function,
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role_arn,
+            Handler=c.handler,
+            Code={"ZipFile": _placeholder_zip()},
+            Timeout=c.timeout,
+            MemorySize=c.memory,
+            Environment={"Variables": settings.function_env(c.name)},
+        )
         if name not in existing:
             lam.create_event_source_mapping(
-                FunctionName=name, EventSourceArn=stream_arn, StartingPosition="TRIM_HORIZON",
-                BatchSize=c.batch_size, MaximumBatchingWindowInSeconds=c.window_seconds,
+                FunctionName=name,
+                EventSourceArn=stream_arn,
+                StartingPosition="TRIM_HORIZON",
+                BatchSize=c.batch_size,
+                MaximumBatchingWindowInSeconds=c.window_seconds,
                 ParallelizationFactor=c.parallelization_factor,
-                MaximumRetryAttempts=c.max_retries, BisectBatchOnFunctionError=c.bisect,
+                MaximumRetryAttempts=c.max_retries,
+                BisectBatchOnFunctionError=c.bisect,
                 FunctionResponseTypes=["ReportBatchItemFailures"],
                 DestinationConfig={"OnFailure": {"Destination": queue_arn}},
             )

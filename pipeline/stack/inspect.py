@@ -20,7 +20,8 @@ def lake_keys(settings: Settings, prefix: str | None = None) -> list[str]:
     s3 = aws.client("s3", settings)
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=settings.bucket, Prefix=(prefix or settings.lake_prefix) + "/"):
+        Bucket=settings.bucket, Prefix=(prefix or settings.lake_prefix) + "/"
+    ):
         keys.extend(o["Key"] for o in page.get("Contents", []))
     return keys
 
@@ -55,8 +56,9 @@ def checkpoints(settings: Settings) -> dict[str, dict[str, Any]]:
     out = {}
     for page in ddb.get_paginator("scan").paginate(TableName=settings.checkpoint_table):
         for item in page["Items"]:
-            out[item["pk"]["S"]] = {k: (int(v["N"]) if "N" in v else v.get("S"))
-                                    for k, v in item.items() if k != "pk"}
+            out[item["pk"]["S"]] = {
+                k: (int(v["N"]) if "N" in v else v.get("S")) for k, v in item.items() if k != "pk"
+            }
     return out
 
 
@@ -65,7 +67,8 @@ def quarantined(settings: Settings) -> int:
     s3 = aws.client("s3", settings)
     n = 0
     for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=settings.bucket, Prefix=settings.quarantine_prefix + "/"):
+        Bucket=settings.bucket, Prefix=settings.quarantine_prefix + "/"
+    ):
         n += len(page.get("Contents", []))
     return n
 

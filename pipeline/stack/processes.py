@@ -64,16 +64,18 @@ def start(state_dir: Path, name: str, args: list[str], env: dict[str, str] | Non
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", *args], stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
             env={**os.environ, **(env or {})},
         )
     pid_file(state_dir, name).write_text(str(proc.pid))
     return proc.pid
 
 
-def wait_for_port(host: str, port: int, pid: int, timeout: float = 30.0, log: Path | None = None
-                  ) -> None:
+def wait_for_port(host: str, port: int, pid: int, timeout: float = 30.0, log: Path | None = None) -> None:
     """Wait until ``pid`` listens on host:port; raise with the log's tail if it dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -37,8 +37,7 @@ class Server:
         from moto.moto_server.threaded_moto_server import MotoRequestHandler
         from werkzeug.serving import make_server
 
-        self._server = make_server(host, port, build_app(), threaded=True,
-                                   request_handler=MotoRequestHandler)
+        self._server = make_server(host, port, build_app(), threaded=True, request_handler=MotoRequestHandler)
         self.host, self.port = self._server.server_address[:2]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
