@@ -23,8 +23,17 @@ def test_generated_events_round_trip(registry: SchemaRegistry) -> None:
         decoded = registry.decode(registry.encode(event))
         assert str(decoded["event_id"]) == event["event_id"]
         assert int(decoded["event_time"].timestamp() * 1000) == event["event_time"]
-        for field in ("customer_id", "order_id", "event_type", "amount_cents", "currency",
-                      "channel", "attributes", "coupon_code", "shipping_country"):
+        for field in (
+            "customer_id",
+            "order_id",
+            "event_type",
+            "amount_cents",
+            "currency",
+            "channel",
+            "attributes",
+            "coupon_code",
+            "shipping_country",
+        ):
             assert decoded[field] == event[field]
 
 
