@@ -362,6 +362,10 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
     lg.add_argument("--lines", "-n", type=int, default=20, help="lines per file (20)")
     lg.set_defaults(func=cmd_logs)
+
+    from pipeline.replay.cli import register as register_replay
+
+    register_replay(sub, common)
     return p
 
 
