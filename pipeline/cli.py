@@ -179,45 +179,9 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline import aws
-    from pipeline.codecs.positions import decode_position
-    from pipeline.stack import inspect, processes
+    from pipeline.observability import status
 
-    settings = _settings(args)
-    state = settings.state_dir
-    for name in (SERVER, ESM):
-        pid = processes.running_pid(state, name)
-        print(f"{name:<8} {'running, pid ' + str(pid) if pid else 'not running'}")
-    if processes.running_pid(state, SERVER) is None and not os.environ.get("AWS_ENDPOINT_URL"):
-        return 0
-    kinesis = aws.client("kinesis", settings)
-    shards = kinesis.list_shards(StreamName=settings.stream_name)["Shards"]
-    esm = inspect.esm_stats(state)
-    cps = inspect.checkpoints(settings)
-    consumers = sorted({k.split("#")[0] for k in cps})
-    positions: dict[str, dict[str, str]] = {}
-    for uuid, m in esm.items():
-        positions[m["function"]] = m.get("positions") or {}
-        saved = state / "esm" / f"{uuid}.json"
-        if saved.exists():
-            positions[m["function"]] = json.loads(saved.read_text())
-    header = ["shard"] + [f"esm {f}" for f in sorted(positions)] + [f"checkpoint {c}" for c in consumers]
-    print("\n" + "  ".join(f"{h:<28}" for h in header))
-    for s in shards:
-        sid = s["ShardId"]
-        row = [sid]
-        row += [positions[f].get(sid, "-") for f in sorted(positions)]
-        for c in consumers:
-            pos = cps.get(f"{c}#{sid}", {}).get("position")
-            row.append("{}/{}".format(*decode_position(pos)) if pos else "-")
-        print("  ".join(f"{v:<28}" for v in row))
-    for m in esm.values():
-        print(
-            f"\n{m['function']}: {m['batches']:,} batches, {m['records']:,} records, "
-            f"{m['function_errors']} errors, {m['discarded_batches']} discarded, "
-            f"last result {m['last_result'] or '-'}"
-        )
-    return 0
+    return status.run(_settings(args), watch=args.watch, interval=args.interval)
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -329,6 +293,8 @@ def parser() -> argparse.ArgumentParser:
         "position and each consumer's checkpoint per shard.",
     )
     common(st)
+    st.add_argument("--watch", "-w", action="store_true", help="refresh in place until Ctrl-C")
+    st.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (2)")
     st.set_defaults(func=cmd_status)
 
     pr = sub.add_parser(
