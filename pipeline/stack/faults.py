@@ -1,7 +1,8 @@
 """Fault injection for the embedded stack: throttle a share of Kinesis and DynamoDB requests.
 
-Enabled with ``PIPELINE_STACK_FAULTS=throttle:0.3`` (or ``--faults throttle:0.3``) on the server;
-the answers are the ones AWS gives when it throttles, so clients exercise their real retry paths.
+Enabled with ``PIPELINE_STACK_FAULTS=throttle:0.3`` on the server, or at run time with
+``POST /_pipeline/faults`` and a body ``{"throttle": 0.3}`` (``{"throttle": 0}`` turns it off).
+The answers are the ones AWS gives when it throttles, so clients exercise their real retry paths.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from pipeline.errors import ConfigError
 
+CONTROL_PATH = "/_pipeline/faults"
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 _THROTTLES = {
@@ -53,6 +55,8 @@ class ThrottleInjector:
         self.injected = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == CONTROL_PATH:
+            return self._control(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         service = target.split(".", 1)[0]
         if service in _THROTTLES and self.rng.random() < self.share:
@@ -68,3 +72,26 @@ class ThrottleInjector:
             )
             return [body]
         return self.app(environ, start_response)
+
+    def _control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            self.share = parse(f"throttle:{body.get('throttle', 0)}")
+        out = json.dumps({"throttle": self.share, "injected": self.injected}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(out)))])
+        return [out]
+
+
+def set_throttle(endpoint_url: str, share: float) -> dict[str, Any]:
+    """Ask a running stack server to throttle ``share`` of Kinesis/DynamoDB calls from now on."""
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{endpoint_url}{CONTROL_PATH}",
+        method="POST",
+        data=json.dumps({"throttle": share}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return dict(json.loads(resp.read()))
