@@ -8,7 +8,7 @@ EVENTS ?= 10000
 PIPELINE := $(BIN)/pipeline
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status logs produce test lint bench clean
+.PHONY: help install up down status logs produce test lint bench load clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy
 
 bench: $(STAMP) ## benchmarks, each against a baseline measured in the same run
 	$(BIN)/python -m bench
+
+load: $(STAMP) ## sustained load through the embedded pipeline, verified (EVENTS=1000000 default)
+	EVENTS=$(if $(filter command line,$(origin EVENTS)),$(EVENTS),1000000) $(BIN)/python -m bench load
 
 clean: ## remove the virtualenv and local state (stop the stack first)
 	rm -rf $(VENV) .state reports

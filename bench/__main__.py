@@ -9,6 +9,10 @@ import time
 from pathlib import Path
 
 
+# Long runs with their own make target, left out of a plain `make bench`.
+SEPARATE = {"load"}
+
+
 def main(argv: list[str]) -> int:
     """Import ``bench.<name>`` for each module and call its ``main()``; report failures."""
     names = argv or sorted(

@@ -1,0 +1,277 @@
+"""``make load``: sustained load through the whole embedded pipeline, verified at the end.
+
+Produces EVENTS (default 1,000,000) over CUSTOMERS (default 10,000) entity keys into a 4-shard
+stream with per-shard limits on, while the local ESM runner runs the real handlers. Reports
+sustained events/s, freshness, per-shard lag over time, CPU seconds per event of each of our
+processes (the emulator apart), peak memory, and checks every event id is in S3 exactly once and
+the DynamoDB state is exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+class Sampler(threading.Thread):
+    """Samples CPU and memory of the processes every second, and the consumers' lag."""
+
+    def __init__(self, pids: dict[str, int], runner_pid: int, settings: Any) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.runner_pid = runner_pid
+        self.settings = settings
+        self.samples: list[dict[str, Any]] = []
+        self.worker_cpu: dict[int, float] = {}
+        self.worker_peak: dict[int, float] = {}
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        from pipeline.stack import inspect
+
+        t0 = time.monotonic()
+        while not self.stop_event.wait(1.0):
+            for w in _children(self.runner_pid):
+                self.worker_cpu[w] = max(self.worker_cpu.get(w, 0.0), _cpu_seconds(w))
+                self.worker_peak[w] = max(self.worker_peak.get(w, 0.0), _rss_mb(w))
+            row: dict[str, Any] = {"t": round(time.monotonic() - t0, 1)}
+            for name, pid in self.pids.items():
+                row[f"{name}_rss_mb"] = round(_rss_mb(pid), 1)
+            try:
+                row["checkpoints"] = {
+                    k: v.get("records_in", 0) for k, v in inspect.checkpoints(self.settings).items()
+                }
+            except Exception:  # the stack is busy; skip this sample's lag
+                pass
+            self.samples.append(row)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the load benchmark; return 0 when every event landed exactly once."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--events", type=int, default=int(os.environ.get("EVENTS", 1_000_000)))
+    p.add_argument("--customers", type=int, default=int(os.environ.get("CUSTOMERS", 10_000)))
+    p.add_argument("--shards", type=int, default=4)
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=float(os.environ.get("RATE", 0)),
+        help="target events/s (0: as fast as possible)",
+    )
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--out", default=None, help="folder for the JSON report (default reports/load-<ts>)")
+    args = p.parse_args(argv if argv is not None else sys.argv[2:] if len(sys.argv) > 2 else [])
+
+    from consumers.state_writer.model import expected_state
+    from pipeline.cli import _caught_up
+    from pipeline.events import generate
+    from pipeline.settings import Settings
+    from pipeline.stack import inspect
+    from pipeline.stack.bootstrap import bootstrap
+    from producers.producer import KinesisProducer
+    from tests.conftest import StackProcess
+
+    work = Path(tempfile.mkdtemp(prefix="pipeline-load-"))
+    out = Path(args.out or f"reports/load-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    server = StackProcess(work / "server.log")
+    settings = replace(
+        Settings(),
+        endpoint_url=server.endpoint_url,
+        port=server.port,
+        state_dir=work / "state",
+        shard_count=args.shards,
+    )
+    settings.state_dir.mkdir(parents=True)
+    runner = None
+    try:
+        bootstrap(settings)
+        runner = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "esm",
+                "run",
+                "--port",
+                str(server.port),
+                "--state-dir",
+                str(settings.state_dir),
+            ],
+            stdout=open(work / "esm.log", "wb"),
+            stderr=subprocess.STDOUT,  # noqa: SIM115
+            start_new_session=True,
+        )
+        sampler = Sampler(
+            {"server": server.proc.pid, "runner": runner.pid, "producer": os.getpid()}, runner.pid, settings
+        )
+        sampler.start()
+        print(
+            f"load: {args.events:,} events over {args.customers:,} customers, {args.shards} shards,"
+            f" limits on, rate {'max' if not args.rate else f'{args.rate:,.0f}/s'}",
+            flush=True,
+        )
+        produced_ids: set[str] = set()
+        last: dict[str, tuple[int, int]] = {}
+        cpu0 = _cpu_seconds(os.getpid())
+        t0 = time.monotonic()
+        expected: dict[str, Any] = {}
+        with KinesisProducer(settings.stream_name, settings) as producer:
+            futures = []
+            batch_events: list[dict[str, Any]] = []
+            for i, event in enumerate(generate(args.events, customers=args.customers, seed=1), 1):
+                futures.append(producer.put_event(event))
+                produced_ids.add(event["event_id"])
+                batch_events.append(event)
+                if args.rate:
+                    ahead = i / args.rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                if len(futures) >= 50_000:
+                    for f in futures:
+                        r = f.result()
+                        last[r.shard_id] = max(
+                            last.get(r.shard_id, (0, 0)), (int(r.sequence_number), r.sub_sequence)
+                        )
+                    futures.clear()
+                    _merge(expected, expected_state(batch_events))
+                    batch_events.clear()
+                    print(f"  produced {i:,} ({i / (time.monotonic() - t0):,.0f}/s)", flush=True)
+            producer.flush()
+            for f in futures:
+                r = f.result()
+                last[r.shard_id] = max(last.get(r.shard_id, (0, 0)), (int(r.sequence_number), r.sub_sequence))
+            _merge(expected, expected_state(batch_events))
+            pstats = dict(producer.stats)
+        produce_s = time.monotonic() - t0
+        producer_cpu = _cpu_seconds(os.getpid()) - cpu0
+        deadline = time.monotonic() + args.timeout
+        while not _caught_up(settings, last, ["lake-writer", "state-writer"]):
+            if time.monotonic() > deadline:
+                print("load: consumers did not catch up in time")
+                return 1
+            time.sleep(0.5)
+        total_s = time.monotonic() - t0
+        sampler.stop_event.set()
+        sampler.join()
+        runner_cpu = _cpu_seconds(runner.pid)
+        worker_cpu = sum(sampler.worker_cpu.values())
+        server_cpu = _cpu_seconds(server.proc.pid)
+        ours = producer_cpu + runner_cpu + worker_cpu
+        print("load: verifying ...", flush=True)
+        from collections import Counter
+
+        ids = Counter(str(e["event_id"]) for e in inspect.lake_events(settings))
+        lost = len(produced_ids - set(ids))
+        dup = sum(1 for n in ids.values() if n > 1)
+        fields = ("events", "orders_created", "orders_cancelled", "paid_cents")
+        state = {k: {f: v[f] for f in fields} for k, v in inspect.state_items(settings).items()}
+        state_ok = state == expected
+        report = {
+            "events": args.events,
+            "customers": args.customers,
+            "shards": args.shards,
+            "produce_seconds": round(produce_s, 2),
+            "end_to_end_seconds": round(total_s, 2),
+            "sustained_events_per_s": round(args.events / total_s),
+            "producer_events_per_s": round(args.events / produce_s),
+            "cpu_us_per_event": {
+                "producer": round(producer_cpu / args.events * 1e6, 1),
+                "esm_runner": round(runner_cpu / args.events * 1e6, 1),
+                "handler_workers": round(worker_cpu / args.events * 1e6, 1),
+                "ours_total": round(ours / args.events * 1e6, 1),
+                "emulator_moto_server": round(server_cpu / args.events * 1e6, 1),
+            },
+            "peak_rss_mb": {
+                "producer": round(_rss_mb(os.getpid(), "VmHWM"), 1),
+                "esm_runner": round(_rss_mb(runner.pid, "VmHWM"), 1),
+                "handler_worker_max": round(max(sampler.worker_peak.values(), default=0), 1),
+                "emulator_moto_server": round(_rss_mb(server.proc.pid, "VmHWM"), 1),
+            },
+            "producer": {k: v for k, v in pstats.items() if isinstance(v, int | float)},
+            "lost": lost,
+            "duplicated": dup,
+            "state_exact": state_ok,
+            "bottleneck": _bottleneck(server_cpu, producer_cpu, runner_cpu, worker_cpu, total_s),
+            "samples": sampler.samples,
+        }
+        (out / "load.json").write_text(json.dumps(report, indent=1))
+        for k, v in report.items():
+            if k != "samples":
+                print(f"  {k}: {v}")
+        print(f"load: report in {out / 'load.json'}")
+        return 0 if lost == 0 and dup == 0 and state_ok else 1
+    finally:
+        if runner is not None and runner.poll() is None:
+            runner.send_signal(signal.SIGTERM)
+            try:
+                runner.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(runner.pid, signal.SIGKILL)
+        server.stop()
+
+
+def _merge(into: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> None:
+    for key, vals in more.items():
+        cur = into.setdefault(key, {k: 0 for k in vals})
+        for k, v in vals.items():
+            cur[k] += v
+
+
+def _bottleneck(server: float, producer: float, runner: float, workers: float, wall: float) -> str:
+    shares = {
+        "emulator (moto server)": server,
+        "producer": producer,
+        "ESM runner": runner,
+        "handler workers": workers,
+    }
+    name, cpu = max(shares.items(), key=lambda kv: kv[1])
+    return f"{name}: {cpu:.1f} CPU s of {wall:.1f} s wall ({cpu / wall:.0%} of one core); " + ", ".join(
+        f"{k} {v:.1f} s" for k, v in shares.items()
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
