@@ -1,43 +1,59 @@
 """``KinesisProducer``: user records → shard-aware KPL aggregates → PutRecords, with retries.
 
->>> with KinesisProducer("pipeline-events") as p:          # doctest: +SKIP
-...     fut = p.put_event(event)
->>> fut.result().shard_id                                  # doctest: +SKIP
+The stages are the KPL's: ``ShardMap`` predicts each record's shard, ``Aggregator`` fills one
+aggregate per shard, ``Limiter`` holds them to the shard's rate, ``Collector`` packs PutRecords
+requests, ``Retrier`` reads the answers. This class only wires them: ``put`` feeds the aggregator,
+one background thread moves records between stages on time, and a few connection threads send.
+
+>>> with KinesisProducer("pipeline-events") as producer:     # doctest: +SKIP
+...     future = producer.put(b"hello", "customer-1")
+>>> future.result().shard_id                                  # doctest: +SKIP
 'shardId-000000000001'
 """
 
 from __future__ import annotations
 
-import random
+import heapq
+import itertools
+import logging
 import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import Future
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields, replace
 from typing import Any
 
-from pipeline import aws
-from pipeline.codecs import kpl
 from pipeline.codecs.avro import SchemaRegistry
-from pipeline.errors import InvalidInput, PipelineError
+from pipeline.errors import ConfigError, InvalidInput
 from pipeline.settings import Settings
-from producers.aggregator import MAX_RECORD_BYTES, Aggregator, OpenAggregate
-from producers.collector import batches
-from producers.shard_map import ShardMap
+from producers.aggregator import Aggregator
+from producers.collector import Collector
+from producers.config import ProducerConfig
+from producers.errors import BackpressureTimeout, ProducerClosed, PutFailed, RecordExpired
+from producers.limiter import Limiter
+from producers.records import KinesisRecord, PutResult, RecordFuture, UserRecord, new_user_record, settle
+from producers.retrier import Outcome, Retrier
+from producers.shard_map import ShardMap, ShardRange, list_open_shards
+from producers.validation import check_explicit_hash_key, schema_errors
 
+__all__ = ["KinesisProducer", "PutResult", "RecordFuture", "ProducerConfig"]
 
-@dataclass(frozen=True, slots=True)
-class PutResult:
-    """Where one user record landed."""
+log = logging.getLogger(__name__)
 
-    shard_id: str
-    sequence_number: str
-    sub_sequence: int
-    attempts: int
+PutRecordsFn = Callable[[list[dict[str, Any]]], dict[str, Any]]
+ListShardsFn = Callable[[], list[ShardRange]]
+_monotonic = time.monotonic
+_CONFIG_FIELDS = {f.name for f in fields(ProducerConfig)}
 
 
 class KinesisProducer:
-    """Aggregating producer; ``put``/``put_event`` return futures resolved on ``flush``."""
+    """Aggregating, rate-limited, retrying producer; thread-safe; ``put`` returns a future.
+
+    ``put_records`` (a function taking the PutRecords ``Records`` list and returning the
+    response) and ``list_shards`` (returning ``ShardRange``s) replace the network for tests;
+    by default both go to ``kinesis`` (a boto3 client, made from ``settings`` if not given).
+    Keyword arguments named like ``ProducerConfig`` fields override ``config``.
+    """
 
     def __init__(
         self,
@@ -45,107 +61,501 @@ class KinesisProducer:
         settings: Settings | None = None,
         kinesis: Any = None,
         registry: SchemaRegistry | None = None,
-        max_attempts: int = 20,
+        *,
+        config: ProducerConfig | None = None,
+        put_records: PutRecordsFn | None = None,
+        list_shards: ListShardsFn | None = None,
+        validate_events: bool = True,
+        **overrides: Any,
     ) -> None:
+        unknown = set(overrides) - _CONFIG_FIELDS
+        if unknown:
+            raise ConfigError(f"unknown producer option(s) {', '.join(sorted(unknown))}; see ProducerConfig")
+        self.config = cfg = replace(config or ProducerConfig(), **overrides)
         self.stream_name = stream_name
-        self.kinesis = kinesis or aws.client("kinesis", settings)
-        self.registry = registry or SchemaRegistry.load()
-        self.shard_map = ShardMap.from_stream(self.kinesis, stream_name)
-        self.aggregator = Aggregator()
-        self.ready: list[OpenAggregate] = []
-        self.max_attempts = max_attempts
-        self.lock = threading.Lock()
-        self.stats = {
-            "user_records": 0,
-            "kinesis_records": 0,
-            "bytes": 0,
-            "requests": 0,
-            "retries": 0,
-            "throttles": 0,
-        }
+        if put_records is None or list_shards is None:
+            if kinesis is None:
+                from pipeline import aws
 
+                kinesis = aws.client("kinesis", settings)
+            client = kinesis
+            if put_records is None:
+
+                def put_records(records: list[dict[str, Any]]) -> dict[str, Any]:
+                    return dict(client.put_records(StreamName=stream_name, Records=records))
+
+            if list_shards is None:
+
+                def list_shards() -> list[ShardRange]:
+                    return list_open_shards(client, stream_name)
+
+        self._put_records: PutRecordsFn = put_records
+        self._list_shards: ListShardsFn = list_shards
+        self._registry = registry
+        self.validate_events = validate_events
+
+        now = _monotonic()
+        self.shard_map = ShardMap(self._list_shards())
+        self.aggregator = Aggregator(
+            cfg.max_record_bytes,
+            cfg.aggregation_max_count if cfg.aggregation_enabled else 1,
+            cfg.record_max_buffered_time,
+        )
+        self.limiter: Limiter[KinesisRecord] = Limiter(
+            cfg.shard_bytes_per_sec * cfg.rate_limit,
+            cfg.shard_records_per_sec * cfg.rate_limit,
+            cfg.max_record_bytes,
+            now,
+        )
+        self.collector: Collector[KinesisRecord] = Collector(
+            cfg.collection_max_count, cfg.collection_max_bytes
+        )
+        self.retrier = Retrier(cfg.retry_base_delay, cfg.retry_max_delay)
+
+        self.stats: dict[str, Any] = {
+            "user_records": 0,  # accepted by put
+            "user_bytes": 0,  # their data + partition keys
+            "kinesis_records": 0,  # stored Kinesis records (aggregates count once)
+            "bytes": 0,  # stored Kinesis bytes: data + partition key, as Kinesis counts them
+            "requests": 0,  # PutRecords calls
+            "retries": 0,  # Kinesis records sent again
+            "throttles": 0,  # Kinesis records answered ProvisionedThroughputExceededException
+            "stored": 0,  # user records stored
+            "failed": 0,  # user records failed (expired included)
+            "expired": 0,  # user records failed after record_ttl
+            "mispredicted": 0,  # Kinesis records stored on another shard than predicted
+            "shard_map_refreshes": 0,
+            "buffered_time_ms_total": 0.0,  # put → the PutRecords call that stored it, summed
+            "buffered_time_ms_max": 0.0,
+        }
+        # A plain Lock (entered without Python-level __enter__) under the Condition: put is hot.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._sealed: list[KinesisRecord] = []
+        self._retry_heap: list[tuple[float, int, list[UserRecord]]] = []
+        self._retry_seq = itertools.count()
+        self._inflight_bytes = 0
+        self._outstanding = 0
+        self._active = 0
+        self._flushing = 0
+        self._closed = False
+        self._stopping = False
+        self._wake_at = float("inf")
+        self._limiter_wait: float | None = None
+        self._refresh_lock = threading.Lock()
+        self._last_refresh = now
+        self._next_refresh = now + cfg.shard_map_refresh_interval
+        self._refresh_wanted = False
+        self._refreshing = False
+        self._pool = ThreadPoolExecutor(cfg.max_connections + 1, thread_name_prefix="kinesis-producer")
+        self._thread = threading.Thread(target=self._run, name="kinesis-producer-pipeline", daemon=True)
+        self._thread.start()
+
+    # -- public API ---------------------------------------------------------------------------
     def __enter__(self) -> KinesisProducer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def put(self, data: bytes, partition_key: str, explicit_hash_key: str | None = None) -> Future[PutResult]:
-        """Queue one user record; its future resolves when the record is stored."""
-        if not isinstance(data, bytes | bytearray):
-            raise InvalidInput(f"data must be bytes, not {type(data).__name__}")
-        if not isinstance(partition_key, str) or not 1 <= len(partition_key) <= 256:
-            raise InvalidInput("partition key must be a string of 1 to 256 characters")
-        if len(data) + len(partition_key.encode()) > MAX_RECORD_BYTES:
-            raise InvalidInput(f"record of {len(data)} bytes + key exceeds the {MAX_RECORD_BYTES}-byte limit")
-        fut: Future[PutResult] = Future()
-        shard = self.shard_map.predict(partition_key, explicit_hash_key)
-        with self.lock:
-            sealed = self.aggregator.add(
-                shard.shard_id, str(shard.start), kpl.SubRecord(partition_key, bytes(data)), fut
+    @property
+    def registry(self) -> SchemaRegistry:
+        """The schema registry ``put_event`` encodes with (loaded on first use)."""
+        if self._registry is None:
+            self._registry = SchemaRegistry.load()
+        return self._registry
+
+    def put(self, data: bytes, partition_key: str, explicit_hash_key: str | None = None) -> RecordFuture:
+        """Queue one user record; the future resolves to a ``PutResult`` once it is stored.
+
+        Raises ``InvalidInput`` at once for a record Kinesis would refuse, ``BackpressureTimeout``
+        when the buffer stays full for ``put_timeout`` s, ``ProducerClosed`` after ``close``.
+        """
+        if type(data) is not bytes:
+            if not isinstance(data, bytearray | memoryview):
+                raise InvalidInput(
+                    f"data must be bytes, not {type(data).__name__}; encode text first (text.encode())"
+                )
+            data = bytes(data)
+        if type(partition_key) is not str or not 0 < len(partition_key) <= 256:
+            from producers.validation import check_partition_key
+
+            check_partition_key(partition_key)
+        size = len(data) + (len(partition_key) if partition_key.isascii() else len(partition_key.encode()))
+        cfg = self.config
+        if size > cfg.max_record_bytes:
+            raise InvalidInput(
+                f"record of {len(data):,} bytes of data + partition key is {size:,} bytes, over the "
+                f"stream's {cfg.max_record_bytes:,}-byte record limit; split it or store it elsewhere (S3)"
             )
-            self.stats["user_records"] += 1
-            if sealed:
-                self.ready.append(sealed)
-            ready = self.ready if len(self.ready) >= 8 else []
-            if ready:
-                self.ready = []
-        if ready:
-            self._send(ready)
-        return fut
+        if explicit_hash_key is not None:
+            check_explicit_hash_key(explicit_hash_key)
+        future = RecordFuture()
+        now = _monotonic()
+        record = new_user_record(partition_key, data, explicit_hash_key, size, now, future)
+        cond = self._cond
+        with self._lock:
+            if self._closed:
+                raise ProducerClosed("put after close(): make a new KinesisProducer")
+            if self._inflight_bytes + size > cfg.max_buffered_bytes and self._inflight_bytes:
+                self._wait_for_room(size)
+                now = _monotonic()
+            self._inflight_bytes += size
+            self._outstanding += 1
+            stats = self.stats
+            stats["user_records"] += 1
+            stats["user_bytes"] += size
+            smap = self.shard_map
+            shard = (
+                smap.route(partition_key) if explicit_hash_key is None else smap.route_hash(explicit_hash_key)
+            )
+            opened = shard.shard_id not in self.aggregator.open
+            sealed = self.aggregator.add(
+                shard.shard_id,
+                smap.start_keys[shard.shard_id],
+                partition_key,
+                data,
+                explicit_hash_key,
+                record,
+                now,
+            )
+            if sealed is not None:
+                self._sealed.append(sealed)
+                if len(self._sealed) == 1:
+                    cond.notify_all()
+            elif opened and now + cfg.record_max_buffered_time < self._wake_at:
+                cond.notify_all()
+        return future
 
-    def put_event(self, event: Mapping[str, Any]) -> Future[PutResult]:
-        """Encode an event (Avro single-object) and queue it under its customer id."""
+    def put_event(self, event: Mapping[str, Any]) -> RecordFuture:
+        """Encode an event (Avro single-object encoding) and put it under its ``customer_id``."""
+        registry = self.registry
+        if self.validate_events:
+            errors = schema_errors(event, registry.reader)
+            if errors:
+                raise InvalidInput(f"event does not match schema {registry.reader_name}: {'; '.join(errors)}")
+        key = event.get("customer_id") if isinstance(event, Mapping) else None
+        if not isinstance(key, str) or not key:
+            raise InvalidInput("event has no customer_id, its partition key")
         try:
-            data = self.registry.encode(event)
-        except Exception as exc:
-            raise InvalidInput(f"event does not match the schema: {exc}") from None
-        return self.put(data, str(event["customer_id"]))
+            data = registry.encode(event)
+        except Exception as exc:  # fastavro raises TypeError/ValueError naming the field
+            raise InvalidInput(f"event does not match schema {registry.reader_name}: {exc}") from None
+        return self.put(data, key)
 
-    def flush(self) -> None:
-        """Send everything buffered and wait for it."""
-        with self.lock:
-            ready = self.ready + self.aggregator.drain()
-            self.ready = []
-        self._send(ready)
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything buffered now and wait until every record put so far is settled.
+
+        Returns False if ``timeout`` seconds passed first.
+        """
+        deadline = None if timeout is None else _monotonic() + timeout
+        with self._cond:
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while self._outstanding:
+                    remaining = None if deadline is None else deadline - _monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+                return True
+            finally:
+                self._flushing -= 1
 
     def close(self) -> None:
-        """Flush and release."""
-        self.flush()
+        """Flush, then stop the background threads; later ``put`` calls raise ``ProducerClosed``.
 
-    def _send(self, aggregates: list[OpenAggregate]) -> None:
-        pending = [(agg, *agg.seal()) for agg in aggregates]
-        attempt = 0
-        while pending:
-            attempt += 1
-            failed = []
-            sized = [(len(data) + len(pk.encode()), (agg, pk, ehk, data)) for agg, pk, ehk, data in pending]
-            for batch in batches(sized):
-                resp = self.kinesis.put_records(
-                    StreamName=self.stream_name,
-                    Records=[
-                        {"Data": data, "PartitionKey": pk, "ExplicitHashKey": ehk}
-                        for _, pk, ehk, data in batch
-                    ],
-                )
-                self.stats["requests"] += 1
-                for entry, res in zip(batch, resp["Records"], strict=True):
-                    agg = entry[0]
-                    if "ErrorCode" in res:
-                        failed.append(entry)
-                        if res["ErrorCode"] == "ProvisionedThroughputExceededException":
-                            self.stats["throttles"] += 1
-                        continue
-                    self.stats["kinesis_records"] += 1
-                    self.stats["bytes"] += len(entry[3])
-                    for sub, fut in enumerate(agg.handles):
-                        fut.set_result(PutResult(res["ShardId"], res["SequenceNumber"], sub, attempt))
-            if failed and attempt >= self.max_attempts:
-                for agg, *_ in failed:
-                    for fut in agg.handles:
-                        fut.set_exception(PipelineError(f"record not stored after {attempt} attempts"))
+        Returns within about ``record_ttl`` seconds: records that cannot be stored by then fail.
+        """
+        with self._cond:
+            if self._stopping:
                 return
-            if failed:
-                self.stats["retries"] += len(failed)
-                time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())
-            pending = failed
+            self._closed = True
+        self.flush()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
+        self._pool.shutdown(wait=True)
+
+    def outstanding(self) -> int:
+        """User records put but not yet settled."""
+        return self._outstanding
+
+    # -- back-pressure --------------------------------------------------------------------------
+    def _wait_for_room(self, size: int) -> None:
+        """Block (lock held by the caller) until ``size`` more bytes fit, or time out."""
+        cfg = self.config
+        deadline = None if cfg.put_timeout is None else _monotonic() + cfg.put_timeout
+        while self._inflight_bytes + size > cfg.max_buffered_bytes and self._inflight_bytes:
+            if self._closed:
+                raise ProducerClosed("put after close(): make a new KinesisProducer")
+            remaining = None if deadline is None else deadline - _monotonic()
+            if remaining is not None and remaining <= 0:
+                raise BackpressureTimeout(
+                    f"put waited {cfg.put_timeout} s for room: {self._inflight_bytes:,} bytes are buffered "
+                    f"(max_buffered_bytes={cfg.max_buffered_bytes:,}); the stream takes less than you put, "
+                    f"so add shards, slow down, or raise put_timeout"
+                )
+            self._cond.wait(remaining)
+
+    # -- the pipeline thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                now = _monotonic()
+                settles = self._step(now)
+                if self._stopping and not self._outstanding and not settles:
+                    return
+                if not settles:
+                    wake = self._next_wake(now)
+                    self._wake_at = wake
+                    cond.wait(None if wake == float("inf") else max(wake - now, 0.0005))
+                    self._wake_at = 0.0  # awake: puts need not notify
+            if settles:
+                self._finish(settles)
+
+    def _step(self, now: float) -> list[tuple[UserRecord, PutResult | BaseException]]:
+        """Move records between stages (lock held); return the futures to settle."""
+        cfg = self.config
+        settles: list[tuple[UserRecord, PutResult | BaseException]] = []
+        heap = self._retry_heap
+        while heap and heap[0][0] <= now:
+            _, _, records = heapq.heappop(heap)
+            self._reaggregate(records, now)
+        flushing = self._flushing > 0 or self._closed
+        sealed = self._sealed
+        self._sealed = []
+        if flushing:
+            sealed.extend(self.aggregator.seal_all())
+        else:
+            sealed.extend(self.aggregator.seal_due(now, self.limiter.backlogged()))
+        for kr in sealed:
+            self.limiter.add(kr, now)
+        released, self._limiter_wait = self.limiter.release(now)
+        ttl = cfg.record_ttl
+        for kr in released:
+            if kr.oldest_arrival + ttl <= now:
+                self._expire(kr.records, now, settles)
+            else:
+                self.collector.add(kr)
+        free = cfg.max_connections - self._active
+        if free > 0:
+            for request in self.collector.take(now, force=flushing, limit=free):
+                self._active += 1
+                self._pool.submit(self._send, request)
+        if not self._refreshing and (self._refresh_wanted or now >= self._next_refresh):
+            self._refreshing = True
+            self._refresh_wanted = False
+            self._next_refresh = now + cfg.shard_map_refresh_interval
+            self._pool.submit(self._refresh_in_background)
+        return settles
+
+    def _next_wake(self, now: float) -> float:
+        """When the pipeline thread has work next (lock held)."""
+        wake = self._next_refresh
+        if self._retry_heap:
+            wake = min(wake, self._retry_heap[0][0])
+        if self._limiter_wait is not None:
+            wake = min(wake, now + self._limiter_wait)
+        held = set(self.limiter.backlogged())
+        for shard_id, agg in self.aggregator.open.items():
+            if shard_id not in held:
+                wake = min(wake, agg.first_arrival + self.config.record_max_buffered_time)
+        if self._active < self.config.max_connections:
+            if self.collector.waiting():
+                wake = now
+            deadline = self.collector.next_deadline()
+            if deadline is not None:
+                wake = min(wake, deadline)
+        return wake
+
+    def _reaggregate(self, records: list[UserRecord], now: float) -> None:
+        """Put user records back into the aggregator under the current shard map (lock held)."""
+        smap = self.shard_map
+        for rec in records:
+            if rec.explicit_hash_key is None:
+                shard = smap.route(rec.partition_key)
+            else:
+                shard = smap.route_hash(rec.explicit_hash_key)
+            sealed = self.aggregator.add(
+                shard.shard_id,
+                smap.start_keys[shard.shard_id],
+                rec.partition_key,
+                rec.data,
+                rec.explicit_hash_key,
+                rec,
+                now,
+                rec.arrival,
+            )
+            if sealed is not None:
+                self._sealed.append(sealed)
+
+    def _expire(
+        self,
+        records: tuple[UserRecord, ...],
+        now: float,
+        settles: list[tuple[UserRecord, PutResult | BaseException]],
+    ) -> None:
+        """Fail the records past their TTL; put the others back (lock held)."""
+        ttl = self.config.record_ttl
+        keep = []
+        for rec in records:
+            if rec.arrival + ttl <= now:
+                settles.append((rec, _expired(rec, ttl, now)))
+            else:
+                keep.append(rec)
+        if keep:
+            self._reaggregate(keep, now)
+
+    # -- connection threads -------------------------------------------------------------------
+    def _send(self, request: list[KinesisRecord]) -> None:
+        started = _monotonic()
+        try:
+            try:
+                response = self._put_records([kr.entry() for kr in request])
+                outcome = self.retrier.outcome(request, response)
+            except Exception as exc:  # any failure of the call: the retrier decides
+                log.debug("PutRecords failed: %s", exc)
+                outcome = self.retrier.call_failed(request, exc)
+            self._handle(request, outcome, started)
+        except BaseException:  # never leave futures hanging because of a bug here
+            log.exception("producer connection thread failed")
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+            raise
+
+    def _handle(self, request: list[KinesisRecord], outcome: Outcome, started: float) -> None:
+        """Apply one PutRecords outcome: settle, schedule retries, count (not under the lock)."""
+        now = _monotonic()
+        settles: list[tuple[UserRecord, PutResult | BaseException]] = []
+        retry_groups: list[tuple[float, list[UserRecord]]] = []
+        stored_bytes = 0
+        stored_records = 0
+        buffered_total = 0.0
+        buffered_max = 0.0
+
+        def stored(kr: KinesisRecord, shard: str, seq: str, only: set[int] | None = None) -> None:
+            nonlocal buffered_total, buffered_max
+            for sub, rec in enumerate(kr.records):
+                if only is not None and sub not in only:
+                    continue
+                settles.append((rec, PutResult(shard, seq, sub, rec.future.attempts + 1)))
+                waited = started - rec.arrival
+                buffered_total += waited
+                if waited > buffered_max:
+                    buffered_max = waited
+
+        for kr, shard, seq in outcome.stored:
+            stored(kr, shard, seq)
+            stored_bytes += kr.size
+            stored_records += 1
+        if outcome.moved:
+            # The shard map is stale (resharding): learn the new one, then keep the sub-records
+            # that belong to the shard the aggregate landed on and send the others again, so
+            # that readers which filter sub-records by hash key range (the KCL) see every record.
+            self._refresh_shard_map()
+            smap = self.shard_map
+            for kr, shard, seq in outcome.moved:
+                stored_bytes += kr.size
+                stored_records += 1
+                if len(kr.records) == 1:
+                    stored(kr, shard, seq)  # a plain record: Kinesis itself put it where it belongs
+                    continue
+                keep = {i for i, rec in enumerate(kr.records) if smap.owns(shard, rec.hash_key())}
+                stored(kr, shard, seq, keep)
+                again = [rec for i, rec in enumerate(kr.records) if i not in keep]
+                if again:
+                    retry_groups.append((now, again))
+        for kr, why in outcome.failed:
+            for rec in kr.records:
+                settles.append((rec, PutFailed(f"record with partition key {rec.partition_key!r}: {why}")))
+        ttl = self.config.record_ttl
+        for kr in outcome.retry:
+            attempts = 0
+            for rec in kr.records:
+                rec.future.attempts += 1
+                attempts = max(attempts, rec.future.attempts)
+            due = now + self.retrier.delay(attempts)
+            keep_list = []
+            for rec in kr.records:
+                if rec.arrival + ttl <= due:
+                    settles.append((rec, _expired(rec, ttl, now)))
+                else:
+                    keep_list.append(rec)
+            if keep_list:
+                retry_groups.append((due, keep_list))
+        with self._cond:
+            stats = self.stats
+            stats["requests"] += 1
+            stats["kinesis_records"] += stored_records
+            stats["bytes"] += stored_bytes
+            stats["retries"] += len(outcome.retry)
+            stats["throttles"] += len(outcome.throttled_shards)
+            stats["mispredicted"] += len(outcome.moved)
+            stats["buffered_time_ms_total"] += buffered_total * 1000
+            stats["buffered_time_ms_max"] = max(stats["buffered_time_ms_max"], buffered_max * 1000)
+            for shard_id in outcome.throttled_shards:
+                self.limiter.throttled(shard_id, now)
+            for due, records in retry_groups:
+                heapq.heappush(self._retry_heap, (due, next(self._retry_seq), records))
+            self._active -= 1
+            self._cond.notify_all()
+        self._finish(settles)
+
+    def _finish(self, settles: list[tuple[UserRecord, PutResult | BaseException]]) -> None:
+        """Settle futures (outside the lock, callbacks may put), then release their buffer room."""
+        if not settles:
+            return
+        settle([rec.future for rec, _ in settles], [outcome for _, outcome in settles])
+        freed = sum(rec.size for rec, _ in settles)
+        failed = sum(1 for _, outcome in settles if isinstance(outcome, BaseException))
+        expired = sum(1 for _, outcome in settles if isinstance(outcome, RecordExpired))
+        with self._cond:
+            self._inflight_bytes -= freed
+            self._outstanding -= len(settles)
+            self.stats["stored"] += len(settles) - failed
+            self.stats["failed"] += failed
+            self.stats["expired"] += expired
+            self._cond.notify_all()
+
+    # -- shard map ------------------------------------------------------------------------------
+    def _refresh_in_background(self) -> None:
+        try:
+            self._refresh_shard_map(force=True)
+        finally:
+            with self._cond:
+                self._refreshing = False
+
+    def _refresh_shard_map(self, force: bool = False) -> None:
+        """Read the shards again; re-route what waited for shards that are gone."""
+        with self._refresh_lock:
+            if not force and _monotonic() - self._last_refresh < 1.0:
+                return  # another thread just did it
+            try:
+                new = ShardMap(self._list_shards())
+            except Exception as exc:  # keep the old map; the next refresh may work
+                log.warning("shard map refresh failed, keeping the old map: %s", exc)
+                return
+            self._last_refresh = _monotonic()
+        with self._cond:
+            old = self.shard_map
+            self.shard_map = new
+            self.stats["shard_map_refreshes"] += 1
+            gone = set(old.by_id) - set(new.by_id)
+            if gone:
+                records: list[UserRecord] = list(self.aggregator.remove_shards(gone))
+                for kr in self.limiter.remove_shards(gone):
+                    records.extend(kr.records)
+                self._reaggregate(records, _monotonic())
+            self._cond.notify_all()
+
+
+def _expired(rec: UserRecord, ttl: float, now: float) -> RecordExpired:
+    return RecordExpired(
+        f"record with partition key {rec.partition_key!r} not stored within record_ttl={ttl:g} s "
+        f"({rec.future.attempts} failed attempts, {now - rec.arrival:.1f} s after put); "
+        f"the stream may be throttled or unreachable: add shards, slow down, or raise record_ttl"
+    )
