@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -27,7 +28,10 @@ from pipeline.settings import Settings
 log = logging.getLogger("pipeline.esm")
 
 PAYLOAD_CAP = 6 * 1024 * 1024
-IDLE_POLL_SECONDS = 0.2
+# AWS's ESM polls an idle shard once per second per mapping.
+IDLE_POLL_SECONDS = 1.0
+# Kinesis allows 5 GetRecords per second per shard, shared by every reader of the shard.
+SHARD_READS_PER_SECOND = 5.0
 
 
 @dataclass(slots=True)
@@ -321,14 +325,26 @@ class EsmRunner:
                 )
                 self.stop_event.wait(1.0)
 
+    def _read_interval(self, mp: Mapping) -> float:
+        """Least time between two reads of one shard by one mapping while records flow: the
+        shard's 5 reads/s shared evenly by the enabled mappings of its stream."""
+        readers = sum(1 for m in self.mappings if m.enabled and m.stream_arn == mp.stream_arn)
+        return max(1, readers) / SHARD_READS_PER_SECOND
+
     def _poll_shard_once(self, mp: Mapping, shard_id: str) -> None:
         st = self.stats[mp.uuid]
         iterator: str | None = self._iterator(mp, shard_id)
         pending: list[dict[str, Any]] = []
         window_started: float | None = None
+        last_read = 0.0
+        backoff = 0.0
         while not self.stop_event.is_set():
             got = 0
             if iterator and len(pending) < mp.batch_size:
+                gap = self._read_interval(mp) - (time.monotonic() - last_read)
+                if gap > 0 and self.stop_event.wait(gap):
+                    return
+                last_read = time.monotonic()
                 try:
                     resp = self.kinesis.get_records(
                         ShardIterator=iterator, Limit=min(10_000, mp.batch_size - len(pending))
@@ -340,9 +356,12 @@ class EsmRunner:
                         pending.clear()
                         continue
                     if code == "ProvisionedThroughputExceededException":
-                        time.sleep(0.2)
+                        # Others read this shard too: back off (with jitter so they spread out).
+                        backoff = min(2.0, backoff * 2 or 0.25)
+                        self.stop_event.wait(backoff * (0.5 + random.random()))
                         continue
                     raise
+                backoff = 0.0
                 got = len(resp["Records"])
                 pending.extend(resp["Records"])
                 iterator = resp.get("NextShardIterator")
