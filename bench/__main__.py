@@ -8,14 +8,19 @@ import sys
 import time
 from pathlib import Path
 
-
 # Long runs with their own make target, left out of a plain `make bench`.
 SEPARATE = {"load"}
 
 
 def main(argv: list[str]) -> int:
     """Import ``bench.<name>`` for each module and call its ``main()``; report failures."""
-    names = argv or sorted(
+    # Leading words name modules; options after them belong to the (single) module named.
+    names = []
+    for arg in argv:
+        if arg.startswith("-"):
+            break
+        names.append(arg)
+    names = names or sorted(
         m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_")
     )
     failed = []
