@@ -108,7 +108,11 @@ def build_app(limits: bool = True) -> Any:
     LambdaBackend.send_kinesis_message = _no_kinesis_push  # type: ignore[method-assign]
     _patch_moto_kinesis()
     app = DomainDispatcherApplication(create_backend_app)
-    return KinesisLimits(app) if limits else app
+    from pipeline.stack.faults import ThrottleInjector, parse
+
+    # Outermost, so injected throttles cost nothing downstream; off unless asked for.
+    inner = KinesisLimits(app) if limits else app
+    return ThrottleInjector(inner, parse(os.environ.get("PIPELINE_STACK_FAULTS")))
 
 
 class Server:
