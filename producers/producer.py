@@ -456,7 +456,7 @@ class KinesisProducer:
             # The shard map is stale (resharding): learn the new one, then keep the sub-records
             # that belong to the shard the aggregate landed on and send the others again, so
             # that readers which filter sub-records by hash key range (the KCL) see every record.
-            self._refresh_shard_map()
+            self._refresh_shard_map(since=started)
             smap = self.shard_map
             for kr, shard, seq in outcome.moved:
                 stored_bytes += kr.size
@@ -524,16 +524,20 @@ class KinesisProducer:
     # -- shard map ------------------------------------------------------------------------------
     def _refresh_in_background(self) -> None:
         try:
-            self._refresh_shard_map(force=True)
+            self._refresh_shard_map()
         finally:
             with self._cond:
                 self._refreshing = False
 
-    def _refresh_shard_map(self, force: bool = False) -> None:
-        """Read the shards again; re-route what waited for shards that are gone."""
+    def _refresh_shard_map(self, since: float | None = None) -> None:
+        """Read the shards again; re-route what waited for shards that are gone.
+
+        With ``since``, skip the call if another thread refreshed after that time: a burst of
+        mispredicted answers to requests sent at the same moment needs one ListShards, not many.
+        """
         with self._refresh_lock:
-            if not force and _monotonic() - self._last_refresh < 1.0:
-                return  # another thread just did it
+            if since is not None and self._last_refresh >= since:
+                return
             try:
                 new = ShardMap(self._list_shards())
             except Exception as exc:  # keep the old map; the next refresh may work

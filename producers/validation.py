@@ -54,10 +54,12 @@ def check_partition_key(partition_key: object) -> str:
 
 def check_explicit_hash_key(explicit_hash_key: object) -> str:
     """Return the key if it is a decimal string in [0, 2**128 - 1], else raise ``InvalidInput``."""
+    # The API's pattern is 0|([1-9]\d{0,38}): digits only, no sign, no leading zeros.
     if (
         not isinstance(explicit_hash_key, str)
-        or not explicit_hash_key.isdigit()
         or not explicit_hash_key.isascii()
+        or not explicit_hash_key.isdigit()
+        or (explicit_hash_key[0] == "0" and explicit_hash_key != "0")
     ):
         raise InvalidInput(
             f"explicit hash key must be a decimal string of an integer in [0, 2**128 - 1], "

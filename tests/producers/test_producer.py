@@ -1,0 +1,262 @@
+"""KinesisProducer with the network call replaced by a plain function (``FakeKinesis.put_records``).
+
+PutRecords semantics from https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html:
+partial failures come back per entry (``ErrorCode``), a request holds at most 500 entries and
+5 MiB, and a record's size is its data plus its partition key.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+from pipeline.codecs.avro import SchemaRegistry
+from pipeline.errors import InvalidInput
+from producers.errors import BackpressureTimeout, ProducerClosed, PutFailed, RecordExpired
+from producers.producer import KinesisProducer
+from producers.shard_map import ShardRange, hash_key
+from tests.producers.fakes import MAX, FakeKinesis, even_shards
+
+MIB = 1024 * 1024
+
+
+def producer(fake: FakeKinesis, **options) -> KinesisProducer:
+    return KinesisProducer("s", put_records=fake.put_records, list_shards=fake.list_shards, **options)
+
+
+def check_results(fake: FakeKinesis, futures, records) -> None:
+    """Every future names the position of exactly its own record in what the fake stored."""
+    stored = {(shard, seq, sub): rec for shard, seq, sub, rec in fake.user_records()}
+    positions = []
+    for fut, (data, pk) in zip(futures, records, strict=True):
+        r = fut.result(timeout=30)
+        rec = stored[(r.shard_id, r.sequence_number, r.sub_sequence)]
+        assert (rec.data, rec.partition_key) == (data, pk)
+        positions.append((r.shard_id, r.sequence_number, r.sub_sequence))
+    assert len(set(positions)) == len(positions)
+
+
+def test_every_future_resolves_to_its_records_position():
+    fake = FakeKinesis(even_shards(4))
+    records = [(f"event-{i}".encode() * (i % 7), f"customer-{i % 97}") for i in range(5000)]
+    with producer(fake) as p:
+        futures = [p.put(data, pk) for data, pk in records]
+        assert p.flush()
+    check_results(fake, futures, records)
+    assert p.stats["user_records"] == p.stats["stored"] == 5000
+    assert p.stats["kinesis_records"] < 5000 / 10  # aggregated
+    for s in fake.stored:  # each record went to the shard that owns its explicit hash key
+        assert s.explicit_hash_key is None or int(s.explicit_hash_key) in fake.shard_of(
+            int(s.explicit_hash_key)
+        )
+
+
+def test_sub_records_land_on_the_shard_their_key_hashes_to():
+    """KCL readers drop sub-records outside the shard's hash range, so this is what 'not lost' means."""
+    fake = FakeKinesis(even_shards(8))
+    with producer(fake) as p:
+        for i in range(3000):
+            p.put(b"x" * 30, f"k{i}")
+    by_id = {s.shard_id: s for s in fake.shards}
+    for shard_id, _, _, rec in fake.user_records():
+        h = int(rec.explicit_hash_key) if rec.explicit_hash_key else hash_key(rec.partition_key)
+        assert h in by_id[shard_id]
+    assert len(fake.user_records()) == 3000
+
+
+def test_requests_stay_within_500_entries_and_5_mib():
+    fake = FakeKinesis(even_shards(2))
+    with producer(fake, aggregation_enabled=False, max_buffered_bytes=64 * MIB, rate_limit=1000) as p:
+        for i in range(1800):
+            p.put(b"a" * 3000, f"k{i}")
+        big = [p.put(b"b" * (MIB - 10), f"big{i}") for i in range(7)]
+    assert max(len(c) for c in fake.calls) <= 500
+    assert max(sum(len(e["Data"]) + len(e["PartitionKey"]) for e in c) for c in fake.calls) <= 5 * MIB
+    assert all(f.result().sub_sequence == 0 for f in big)
+
+
+def test_throttled_entries_are_retried_until_stored():
+    def answer(entry, call):
+        return "ProvisionedThroughputExceededException" if call < 3 else None
+
+    fake = FakeKinesis(even_shards(2), answer=answer)
+    records = [(b"v%d" % i, f"k{i}") for i in range(200)]
+    with producer(fake, retry_base_delay=0.001, retry_max_delay=0.01) as p:
+        futures = [p.put(d, k) for d, k in records]
+    check_results(fake, futures, records)
+    assert all(f.result().attempts >= 2 for f in futures)
+    assert p.stats["throttles"] >= 1 and p.stats["retries"] >= 1 and p.stats["failed"] == 0
+
+
+def test_failed_calls_are_retried():
+    fake = FakeKinesis(
+        even_shards(1), raise_on_call=lambda call: ConnectionError("reset") if call < 2 else None
+    )
+    with producer(fake, retry_base_delay=0.001, retry_max_delay=0.01) as p:
+        fut = p.put(b"payload", "k")
+    assert fut.result().attempts == 3
+    assert p.stats["requests"] == 3
+
+
+def test_refused_records_fail_alone_with_the_reason():
+    def answer(entry, call):
+        return "KMSAccessDeniedException" if entry["PartitionKey"] == "bad" else None
+
+    fake = FakeKinesis(even_shards(1), answer=answer)
+    with producer(fake, aggregation_enabled=False) as p:
+        bad = p.put(b"1", "bad")
+        good = p.put(b"2", "good")
+    with pytest.raises(PutFailed, match="KMSAccessDeniedException"):
+        bad.result()
+    assert good.result().shard_id == "shardId-000000000000"
+    assert p.stats["failed"] == 1 and p.stats["stored"] == 1
+
+
+def test_records_past_their_ttl_fail_with_a_clear_error():
+    fake = FakeKinesis(even_shards(1), answer=lambda entry, call: "InternalFailure")
+    with producer(fake, record_ttl=0.2, retry_base_delay=0.01, retry_max_delay=0.02) as p:
+        futures = [p.put(b"x", f"k{i}") for i in range(20)]
+    for f in futures:
+        with pytest.raises(RecordExpired, match="record_ttl"):
+            f.result()
+    assert p.stats["expired"] == 20 and p.outstanding() == 0
+
+
+def test_put_blocks_when_the_buffer_is_full_then_times_out():
+    release = threading.Event()
+    fake = FakeKinesis(even_shards(1))
+
+    def stuck(records):
+        release.wait()
+        return fake.put_records(records)
+
+    p = KinesisProducer(
+        "s",
+        put_records=stuck,
+        list_shards=fake.list_shards,
+        max_buffered_bytes=MIB,
+        put_timeout=0.2,
+        record_max_buffered_time=0.0,
+    )
+    first = [p.put(b"x" * 1000, f"k{i}") for i in range(1000)]  # ~1 MiB: the buffer is full
+    with pytest.raises(BackpressureTimeout, match="max_buffered_bytes"):
+        for i in range(100):
+            p.put(b"y" * 1000, f"late{i}")
+    release.set()
+    p.close()
+    assert all(f.result().shard_id for f in first)
+    assert p.stats["user_bytes"] <= MIB + 2000
+
+
+def test_bad_input_is_refused_at_once_and_alone():
+    fake = FakeKinesis(even_shards(1))
+    with producer(fake) as p:
+        ok = p.put(b"fine", "k")
+        with pytest.raises(InvalidInput, match="bytes"):
+            p.put("text", "k")  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput, match="1 to 256"):
+            p.put(b"x", "")
+        with pytest.raises(InvalidInput, match="1 to 256"):
+            p.put(b"x", "k" * 257)
+        with pytest.raises(InvalidInput, match="record limit"):
+            p.put(b"x" * MIB, "k")
+        for bad in ("-1", "01", str(2**128), "12a"):
+            with pytest.raises(InvalidInput, match="explicit hash key"):
+                p.put(b"x", "k", bad)
+        p.put(bytearray(b"ok too"), "k", str(2**128 - 1))
+    assert ok.result().sub_sequence == 0
+    assert p.stats["user_records"] == 2
+
+
+def test_partition_key_limit_counts_characters_and_size_counts_utf8_bytes():
+    """Partition keys are up to 256 Unicode characters; the record limit counts the key's bytes."""
+    fake = FakeKinesis(even_shards(1))
+    with producer(fake) as p:
+        key = "ü" * 256  # 256 characters, 512 bytes
+        p.put(b"x", key).result()
+        with pytest.raises(InvalidInput, match="record limit"):
+            p.put(b"x" * (MIB - 511), key)
+
+
+def test_put_event_encodes_valid_events_and_names_what_is_wrong():
+    fake = FakeKinesis(even_shards(2))
+    reg = SchemaRegistry.load()
+    event = reg.example()
+    with producer(fake) as p:
+        fut = p.put_event(event)
+        with pytest.raises(InvalidInput, match="amount_cents"):
+            p.put_event(dict(event, amount_cents="12"))
+        with pytest.raises(InvalidInput, match="'order_id' is missing"):
+            p.put_event({k: v for k, v in event.items() if k != "order_id"})
+    ((shard, seq, sub, rec),) = fake.user_records()
+    assert rec.partition_key == event["customer_id"]
+    decoded = reg.decode(rec.data)
+    assert (str(decoded["event_id"]), decoded["order_id"]) == (event["event_id"], event["order_id"])
+    assert fut.result().sequence_number == seq
+
+
+def test_put_after_close_raises():
+    fake = FakeKinesis(even_shards(1))
+    p = producer(fake)
+    p.close()
+    with pytest.raises(ProducerClosed):
+        p.put(b"x", "k")
+    p.close()  # twice is fine
+
+
+def test_many_threads_put_at_once():
+    fake = FakeKinesis(even_shards(3))
+    futures: list = []
+    lock = threading.Lock()
+
+    def work(t: int) -> None:
+        mine = [
+            (p.put(b"%d-%d" % (t, i), f"k{i % 13}"), (b"%d-%d" % (t, i), f"k{i % 13}")) for i in range(800)
+        ]
+        with lock:
+            futures.extend(mine)
+
+    with producer(fake) as p:
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    check_results(fake, [f for f, _ in futures], [r for _, r in futures])
+    assert Counter(rec.data for _, _, _, rec in fake.user_records()).most_common(1)[0][1] == 1
+
+
+def test_stale_shard_map_is_refreshed_and_misplaced_sub_records_sent_again():
+    """After a split the producer's map is stale: aggregates land on a child shard that does not
+    own all their sub-records. KCL readers would drop those, so they are put again."""
+    half = MAX // 2
+    children = [ShardRange("shardId-1", 0, half - 1), ShardRange("shardId-2", half, MAX - 1)]
+    fake = FakeKinesis(children)
+    maps = [[ShardRange("shardId-0", 0, MAX - 1)]]  # what ListShards said before the split
+
+    def list_shards():
+        return maps.pop() if maps else children
+
+    records = [(b"e%d" % i, f"k{i}") for i in range(400)]
+    with KinesisProducer(
+        "s", put_records=fake.put_records, list_shards=list_shards, shard_map_refresh_interval=3600
+    ) as p:
+        futures = [p.put(d, k) for d, k in records]
+    by_id = {s.shard_id: s for s in children}
+    for fut, (_, pk) in zip(futures, records, strict=True):
+        assert hash_key(pk) in by_id[fut.result().shard_id]
+    assert p.stats["mispredicted"] >= 1 and p.stats["shard_map_refreshes"] >= 1
+    check_results(fake, futures, records)
+
+
+def test_done_callbacks_run_and_may_put_again():
+    fake = FakeKinesis(even_shards(1))
+    seen = []
+    with producer(fake) as p:
+        fut = p.put(b"first", "k")
+        fut.add_done_callback(lambda f: seen.append(p.put(b"second", "k")))
+        p.flush()
+        p.flush()
+    assert seen and seen[0].result().sub_sequence == 0
