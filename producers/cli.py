@@ -188,7 +188,7 @@ def statistics(produced: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("PutRecords calls", f"{produced['requests']:,}"),
         ("retries", f"{produced['retries']:,} ({produced['throttles']:,} throttled)"),
         ("bytes stored", f"{produced['bytes']:,} ({produced['bytes'] / elapsed / 1024 / 1024:,.2f} MiB/s)"),
-        ("mean buffered time", f"{produced.get('buffered_time_ms_total', 0.0) / stored:,.1f} ms"),
+        ("mean buffered time", f"{produced.get('buffered_ms', 0.0) / stored:,.1f} ms"),
         ("elapsed", f"{produced['elapsed']:,.2f} s ({n / elapsed:,.0f} events/s)"),
     ]
 

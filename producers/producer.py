@@ -34,7 +34,7 @@ from producers.limiter import Limiter
 from producers.records import KinesisRecord, PutResult, RecordFuture, UserRecord, new_user_record, settle
 from producers.retrier import Outcome, Retrier
 from producers.shard_map import ShardMap, ShardRange, list_open_shards
-from producers.validation import check_explicit_hash_key, schema_errors
+from producers.validation import EventChecker, check_explicit_hash_key, schema_errors
 
 __all__ = ["KinesisProducer", "PutResult", "RecordFuture", "ProducerConfig"]
 
@@ -93,6 +93,7 @@ class KinesisProducer:
         self._list_shards: ListShardsFn = list_shards
         self._registry = registry
         self.validate_events = validate_events
+        self._checker: EventChecker | None = None
 
         now = _monotonic()
         self.shard_map = ShardMap(self._list_shards())
@@ -125,8 +126,8 @@ class KinesisProducer:
             "expired": 0,  # user records failed after record_ttl
             "mispredicted": 0,  # Kinesis records stored on another shard than predicted
             "shard_map_refreshes": 0,
-            "buffered_time_ms_total": 0.0,  # put → the PutRecords call that stored it, summed
-            "buffered_time_ms_max": 0.0,
+            "buffered_ms": 0.0,  # put → the PutRecords call that stored it, summed over records
+            "buffered_ms_max": 0.0,
         }
         # A plain Lock (entered without Python-level __enter__) under the Condition: put is hot.
         self._lock = threading.Lock()
@@ -231,7 +232,9 @@ class KinesisProducer:
         """Encode an event (Avro single-object encoding) and put it under its ``customer_id``."""
         registry = self.registry
         if self.validate_events:
-            errors = schema_errors(event, registry.reader)
+            if self._checker is None:
+                self._checker = EventChecker(registry.reader)
+            errors = self._checker.check(event)
             if errors:
                 raise InvalidInput(f"event does not match schema {registry.reader_name}: {'; '.join(errors)}")
         key = event.get("customer_id") if isinstance(event, Mapping) else None
@@ -240,7 +243,8 @@ class KinesisProducer:
         try:
             data = registry.encode(event)
         except Exception as exc:  # fastavro raises TypeError/ValueError naming the field
-            raise InvalidInput(f"event does not match schema {registry.reader_name}: {exc}") from None
+            why = "; ".join(schema_errors(event, registry.reader)) or str(exc)
+            raise InvalidInput(f"event does not match schema {registry.reader_name}: {why}") from None
         return self.put(data, key)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -495,8 +499,8 @@ class KinesisProducer:
             stats["retries"] += len(outcome.retry)
             stats["throttles"] += len(outcome.throttled_shards)
             stats["mispredicted"] += len(outcome.moved)
-            stats["buffered_time_ms_total"] += buffered_total * 1000
-            stats["buffered_time_ms_max"] = max(stats["buffered_time_ms_max"], buffered_max * 1000)
+            stats["buffered_ms"] += buffered_total * 1000
+            stats["buffered_ms_max"] = max(stats["buffered_ms_max"], buffered_max * 1000)
             for shard_id in outcome.throttled_shards:
                 self.limiter.throttled(shard_id, now)
             for due, records in retry_groups:

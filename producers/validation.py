@@ -68,3 +68,41 @@ def check_explicit_hash_key(explicit_hash_key: object) -> str:
     if int(explicit_hash_key) > MAX_HASH_KEY:
         raise InvalidInput(f"explicit hash key {explicit_hash_key} is above 2**128 - 1")
     return explicit_hash_key
+
+
+_INTEGRAL = {"int", "long"}
+
+
+def _integral_fields(schema: Any) -> list[tuple[str, bool]]:
+    """(name, nullable) of the record's top-level int/long fields (logical types included)."""
+    out = []
+    for f in schema.get("fields", []) if isinstance(schema, Mapping) else []:
+        t = f["type"]
+        branches = t if isinstance(t, list) else [t]
+        kinds = [b.get("type") if isinstance(b, Mapping) else b for b in branches]
+        if any(k in _INTEGRAL for k in kinds):
+            out.append((f["name"], "null" in kinds))
+    return out
+
+
+class EventChecker:
+    """The checks Avro encoding does not make, for the put hot path.
+
+    fastavro's writer refuses wrong strings, enums, maps and missing fields itself, but writes a
+    float or a bool into a long field without a word (12.7 becomes 12). This catches that at the
+    cost of a few dict lookups; ``schema_errors`` explains any failure in full.
+    """
+
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+        self.integral = _integral_fields(schema)
+
+    def check(self, event: Any) -> list[str]:
+        """Problems fastavro would not report (empty when there are none)."""
+        if not isinstance(event, Mapping):
+            return [f"an event must be a mapping, not {type(event).__name__}"]
+        for name, nullable in self.integral:
+            v = event.get(name)
+            if type(v) is not int and not (v is None and (nullable or name not in event)):
+                return schema_errors(event, self.schema) or [f"field {name!r} must be an integer"]
+        return []

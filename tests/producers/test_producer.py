@@ -188,6 +188,10 @@ def test_put_event_encodes_valid_events_and_names_what_is_wrong():
         fut = p.put_event(event)
         with pytest.raises(InvalidInput, match="amount_cents"):
             p.put_event(dict(event, amount_cents="12"))
+        with pytest.raises(InvalidInput, match="amount_cents is <12.7>"):
+            p.put_event(dict(event, amount_cents=12.7))  # Avro would silently write 12
+        with pytest.raises(InvalidInput, match="must be a mapping"):
+            p.put_event([event])  # type: ignore[arg-type]
         with pytest.raises(InvalidInput, match="'order_id' is missing"):
             p.put_event({k: v for k, v in event.items() if k != "order_id"})
     ((shard, seq, sub, rec),) = fake.user_records()
