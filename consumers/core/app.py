@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from consumers.core.checkpoint import CheckpointStore
 from consumers.core.decode import Decoder
-from consumers.core.event_ids import EventIdStore
+from consumers.core.event_ids import make_filter
 from consumers.core.processor import BatchProcessor
 from consumers.core.quarantine import Quarantine
 from consumers.core.sink import Sink
@@ -17,24 +19,45 @@ from pipeline.codecs.avro import SchemaRegistry
 from pipeline.settings import Settings
 
 
-def build(default_consumer: str, make_sink: Callable[[Settings, SchemaRegistry], Sink]) -> BatchProcessor:
-    """A processor wired to the clients and tables the settings name."""
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """The boto3 clients one execution environment shares between its parts (one per service)."""
+
+    s3: Any
+    dynamodb: Any
+
+
+def build(
+    default_consumer: str,
+    make_sink: Callable[[Settings, SchemaRegistry, Clients], Sink],
+    settings: Settings | None = None,
+) -> BatchProcessor:
+    """A processor wired to the clients and tables the settings name.
+
+    ``PIPELINE_CONSUMER`` overrides the consumer name (the checkpoint namespace), so a reprocess
+    can run the same handler under a namespace of its own.
+
+    Example:
+        >>> processor = build("lake-writer", lambda s, reg, c: LakeSink(c.s3, s.bucket, ...))
+    """
     logging.getLogger("consumers").setLevel(os.environ.get("LOG_LEVEL", "INFO"))
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(message)s")
-    settings = Settings.from_env()
+    settings = settings or Settings.from_env()
     consumer = os.environ.get("PIPELINE_CONSUMER", default_consumer)
     registry = SchemaRegistry.load()
-    ddb = aws.client("dynamodb", settings)
-    s3 = aws.client("s3", settings)
-    event_ids: str | EventIdStore = settings.event_id_dedupe
-    if settings.event_id_dedupe == "table":
-        event_ids = EventIdStore(ddb, settings.event_id_table, consumer, settings.event_id_ttl_seconds)
+    clients = Clients(s3=aws.client("s3", settings), dynamodb=aws.client("dynamodb", settings))
     return BatchProcessor(
         consumer=consumer,
         decoder=Decoder(registry),
-        checkpoints=CheckpointStore(ddb, settings.checkpoint_table, consumer),
-        sink=make_sink(settings, registry),
-        quarantine=Quarantine(s3, settings.bucket, settings.quarantine_prefix, consumer),
-        event_ids=event_ids,
+        checkpoints=CheckpointStore(clients.dynamodb, settings.checkpoint_table, consumer),
+        sink=make_sink(settings, registry, clients),
+        quarantine=Quarantine(clients.s3, settings.bucket, settings.quarantine_prefix, consumer),
+        event_ids=make_filter(
+            settings.event_id_dedupe,
+            clients.dynamodb,
+            settings.event_id_table,
+            consumer,
+            settings.event_id_ttl_seconds,
+        ),
     )

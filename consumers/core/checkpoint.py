@@ -1,22 +1,31 @@
 """Per-(consumer, shard) checkpoints in DynamoDB, with the intent of the write in flight.
 
-One item per consumer and shard: the highest position whose effects are complete, and, while a
-sink write is in flight, its intent (object keys + the last position they hold). Every change is a
-conditional update that only moves forward, so a late or duplicate invocation cannot rewind it.
+One item per consumer and shard (``pk`` = ``"<consumer>#<shard>"``): the highest position whose
+effects are complete (``position``, a fixed-width string), counters, and, while a sink write is in
+flight, its intent (``intent_keys``: object keys, ``intent_position``: the position they complete).
+Every change is a conditional update that only moves forward, so a late or duplicate invocation
+cannot rewind it. Cost: one GetItem and at most two UpdateItems per batch, whatever its size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
+
+COUNTERS = ("batches", "records_in", "written", "duplicates_delivery", "duplicates_event", "quarantined")
 
 
 @dataclass(frozen=True, slots=True)
 class Intent:
-    """A sink write that was announced but whose completion was not yet recorded."""
+    """A sink write that was announced but whose completion was not yet recorded.
+
+    Example:
+        >>> Intent(("events/v1/a.avro",), "0001.0000000000").keys
+        ('events/v1/a.avro',)
+    """
 
     keys: tuple[str, ...]
     position: str
@@ -24,18 +33,36 @@ class Intent:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """What one consumer has completed on one shard."""
+    """What one consumer has completed on one shard.
+
+    Example:
+        >>> Checkpoint(None).position is None
+        True
+    """
 
     position: str | None
     intent: Intent | None = None
     counters: Mapping[str, int] = field(default_factory=dict)
 
 
-COUNTERS = ("batches", "records_in", "written", "duplicates_delivery", "duplicates_event", "quarantined")
+class Checkpoints(Protocol):
+    """What the processor needs from a checkpoint store (tests hand in wrappers that fail on cue)."""
+
+    def load(self, shard_id: str) -> Checkpoint: ...
+
+    def put_intent(self, shard_id: str, keys: list[str], position: str) -> None: ...
+
+    def advance(self, shard_id: str, position: str | None, counters: Mapping[str, int]) -> bool: ...
 
 
 class CheckpointStore:
-    """DynamoDB-backed checkpoints: one GetItem and at most two UpdateItems per batch."""
+    """DynamoDB-backed checkpoints: one GetItem and at most two UpdateItems per batch.
+
+    Example:
+        >>> store = CheckpointStore(dynamodb_client, "pipeline-checkpoints", "lake-writer")
+        >>> store.load("shardId-000000000000").position
+        None
+    """
 
     def __init__(self, dynamodb: Any, table: str, consumer: str) -> None:
         self.ddb = dynamodb
@@ -54,13 +81,10 @@ class CheckpointStore:
             return Checkpoint(None)
         intent = None
         if "intent_position" in item:
-            keys = tuple(
-                item.get("intent_keys", {}).get("L", []) and [k["S"] for k in item["intent_keys"]["L"]]
-            )
+            keys = tuple(k["S"] for k in item.get("intent_keys", {}).get("L", []))
             intent = Intent(keys, item["intent_position"]["S"])
         counters = {c: int(item[c]["N"]) for c in COUNTERS if c in item}
-        pos = item.get("position", {}).get("S")
-        return Checkpoint(pos, intent, counters)
+        return Checkpoint(item.get("position", {}).get("S"), intent, counters)
 
     def put_intent(self, shard_id: str, keys: list[str], position: str) -> None:
         """Record that objects ``keys`` holding records up to ``position`` are about to be written."""
@@ -70,18 +94,15 @@ class CheckpointStore:
             UpdateExpression="SET intent_keys = :k, intent_position = :p",
             ConditionExpression="attribute_not_exists(#pos) OR #pos < :p",
             ExpressionAttributeNames={"#pos": "position"},
-            ExpressionAttributeValues={
-                ":k": {"L": [{"S": k} for k in keys]},
-                ":p": {"S": position},
-            },
+            ExpressionAttributeValues={":k": {"L": [{"S": k} for k in keys]}, ":p": {"S": position}},
         )
 
     def advance(self, shard_id: str, position: str | None, counters: Mapping[str, int]) -> bool:
         """Move the checkpoint forward to ``position``, clear any intent and add the counters.
 
-        Returns False when the checkpoint already stood further ahead (nothing is rewound).
+        Returns False when the checkpoint already stood further ahead (nothing is rewound, and the
+        counters of this stale invocation are not added).
         """
-        names = {"#pos": "position"}
         values: dict[str, Any] = {}
         adds = []
         for i, (name, n) in enumerate(counters.items()):
@@ -89,26 +110,18 @@ class CheckpointStore:
                 adds.append(f"{name} :c{i}")
                 values[f":c{i}"] = {"N": str(n)}
         expr = []
-        cond = None
+        kwargs: dict[str, Any] = {"TableName": self.table, "Key": self._key(shard_id)}
         if position is not None:
             expr.append("SET #pos = :p")
             values[":p"] = {"S": position}
-            cond = "attribute_not_exists(#pos) OR #pos <= :p"
+            kwargs["ConditionExpression"] = "attribute_not_exists(#pos) OR #pos <= :p"
+            kwargs["ExpressionAttributeNames"] = {"#pos": "position"}
         if adds:
             expr.append("ADD " + ", ".join(adds))
         expr.append("REMOVE intent_keys, intent_position")
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "Key": self._key(shard_id),
-            "UpdateExpression": " ".join(expr),
-            "ExpressionAttributeNames": names if position is not None else {},
-        }
+        kwargs["UpdateExpression"] = " ".join(expr)
         if values:
             kwargs["ExpressionAttributeValues"] = values
-        if not kwargs["ExpressionAttributeNames"]:
-            del kwargs["ExpressionAttributeNames"]
-        if cond:
-            kwargs["ConditionExpression"] = cond
         try:
             self.ddb.update_item(**kwargs)
         except ClientError as exc:

@@ -1,8 +1,21 @@
-"""The batch processor both consumers share: decode, dedupe, write, checkpoint, respond.
+"""The batch processor both consumers share: decode, dedupe, quarantine, write, checkpoint, respond.
 
-Ordering and failure reporting live here; the sink only applies records. On the first failure the
-processor stops, advances the checkpoint past what took effect and reports that record's sequence
-number as the only ``itemIdentifier`` (reporting later ones would re-deliver records that succeeded).
+Ordering and failure reporting live here; the sink only applies records. Per invocation:
+
+1. load the shard's checkpoint (GetItem) and settle an intent left by an earlier attempt: the
+   sink either finds the announced write whole (the checkpoint moves to the intent's position) or
+   discards its pieces;
+2. decode; drop positions at or below the checkpoint (delivery duplicates) and producer
+   duplicates by event id; quarantine poison;
+3. hand the rest to the sink, which announces its keys as the checkpoint's intent (UpdateItem)
+   before writing, if it needs one;
+4. advance the checkpoint and clear the intent (UpdateItem): three DynamoDB requests at most,
+   whatever the batch size.
+
+On the first failure the processor stops, advances the checkpoint past what took effect and
+reports that record's sequence number as the only ``itemIdentifier`` (reporting later ones would
+re-deliver records that succeeded). A failure that leaves nothing known raises, so that the ESM
+retries or bisects the batch.
 """
 
 from __future__ import annotations
@@ -14,12 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.core.checkpoint import CheckpointStore
+from consumers.core.checkpoint import Checkpoints
 from consumers.core.decode import Decoder, shard_of
-from consumers.core.event_ids import EventIdStore, within_batch
+from consumers.core.event_ids import BatchDedupe, EventIdFilter
 from consumers.core.quarantine import Quarantine
-from consumers.core.records import UserRecord
+from consumers.core.records import Batch
 from consumers.core.sink import PartialWrite, Sink
+from pipeline.codecs.positions import SEQ_WIDTH
 
 log = logging.getLogger("consumers")
 
@@ -36,30 +50,43 @@ class BatchStats:
 
 
 class BatchProcessor:
-    """Processes one Lambda Kinesis event for one consumer (all records come from one shard)."""
+    """Processes one Lambda Kinesis event for one consumer (all records come from one shard).
+
+    Every collaborator is handed in (KCL style), so tests can hand in ones that fail on cue.
+
+    Args:
+        consumer: the consumer's name, the checkpoint namespace (``<consumer>#<shard>``).
+        decoder: turns Lambda records into user records and poison.
+        checkpoints: the checkpoint store (``CheckpointStore`` in DynamoDB).
+        sink: where records take effect (``LakeSink``, ``StateSink``).
+        quarantine: where poison goes (``Quarantine`` in S3).
+        event_ids: the producer-duplicate filter (``NoDedupe``, ``BatchDedupe``, ``EventIdStore``).
+
+    Example:
+        >>> processor = BatchProcessor(
+        ...     "lake-writer", Decoder(registry), CheckpointStore(ddb, "pipeline-checkpoints", "lake-writer"),
+        ...     LakeSink(s3, "pipeline-lake", "events/v1", registry.reader),
+        ...     Quarantine(s3, "pipeline-lake", "quarantine/v1", "lake-writer"),
+        ... )
+        >>> processor.process(event)
+        {'batchItemFailures': []}
+    """
 
     def __init__(
         self,
         consumer: str,
         decoder: Decoder,
-        checkpoints: CheckpointStore,
+        checkpoints: Checkpoints,
         sink: Sink,
         quarantine: Quarantine,
-        event_ids: str | EventIdStore = "batch",
+        event_ids: EventIdFilter | None = None,
     ) -> None:
         self.consumer = consumer
         self.decoder = decoder
         self.checkpoints = checkpoints
         self.sink = sink
         self.quarantine = quarantine
-        self.event_ids = event_ids
-
-    def _dedupe_ids(self, records: list[UserRecord]) -> list[UserRecord]:
-        if self.event_ids == "off":
-            return records
-        if isinstance(self.event_ids, EventIdStore):
-            return self.event_ids.filter(records)
-        return within_batch(records)
+        self.event_ids: EventIdFilter = event_ids if event_ids is not None else BatchDedupe()
 
     def process(self, event: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
         """Handle one event; return the partial batch response."""
@@ -68,42 +95,59 @@ class BatchProcessor:
         if not raw_records:
             return {"batchItemFailures": []}
         shard_id = shard_of(raw_records[0])
+        if any(shard_of(r) != shard_id for r in raw_records):
+            raise ValueError(f"{self.consumer}: one event holds records of several shards")
         checkpoint = self.checkpoints.load(shard_id)
         floor = checkpoint.position
         if checkpoint.intent is not None and self.sink.resolve_intent(shard_id, checkpoint.intent):
+            # The announced write is whole: its records took effect although the checkpoint
+            # never heard of it (the attempt died before advancing).
             if floor is None or checkpoint.intent.position > floor:
                 floor = checkpoint.intent.position
 
         decoded, poison = self.decoder.decode(raw_records)
         stats = BatchStats(records_in=len(decoded) + len(poison))
+        every = [r.position for r in decoded] + [p.position for p in poison]
+        batch_last = max(every) if every else None
         if floor is not None:
             fresh = [r for r in decoded if r.position > floor]
             poison = [p for p in poison if p.position > floor]
         else:
             fresh = decoded
         stats.duplicates_delivery = len(decoded) - len(fresh)
-        unique = self._dedupe_ids(fresh)
+        unique = self.event_ids.filter(fresh)
         stats.duplicates_event = len(fresh) - len(unique)
 
-        last_position = (
-            max([r.position for r in decoded] + [p.position for p in poison] + [floor or ""]) or None
+        # Lambda records holding anything above the checkpoint, for the raw archive.
+        above = {r.sequence_number for r in fresh} | {p.sequence_number for p in poison}
+        floor_seq = int(floor[:SEQ_WIDTH]) if floor is not None else -1
+        raw_above = tuple(
+            r
+            for r in raw_records
+            if r["kinesis"]["sequenceNumber"] in above or int(r["kinesis"]["sequenceNumber"]) > floor_seq
         )
-        failures: list[dict[str, str]] = []
+        known = [p for p in (batch_last, floor) if p is not None]
+        last_position = max(known) if known else None
+
         if poison:
             self.quarantine.put(shard_id, poison)
-            stats.quarantined = len(poison)
 
         def announce(keys: list[str], position: str) -> None:
             self.checkpoints.put_intent(shard_id, keys, position)
 
+        failures: list[dict[str, str]] = []
+        batch = Batch(shard_id, tuple(unique), raw_above, last_position)
         try:
-            stats.written = self.sink.write(shard_id, unique, announce)
+            stats.written = self.sink.write(batch, announce)
+            stats.quarantined = len(poison)
         except PartialWrite as partial:
             failed = partial.first_failed
-            # Everything strictly before the failing record took effect (or was skipped).
-            before = [r.position for r in decoded if r.position < failed.position]
-            before += [p.position for p in poison if p.position < failed.position]
-            last_position = max(before + [floor or ""]) or None
+            # Everything strictly before the failing record took effect (or was skipped); poison
+            # after it is quarantined again on the retry (same keys, same bytes), counted then.
+            before = [p for p in every if p < failed.position] + ([floor] if floor is not None else [])
+            last_position = max(before) if before else None
+            stats.quarantined = sum(1 for p in poison if p.position < failed.position)
+            stats.written = partial.applied
             failures = [{"itemIdentifier": failed.sequence_number}]
             log.warning(
                 json.dumps(

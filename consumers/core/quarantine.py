@@ -12,7 +12,16 @@ from pipeline.codecs.positions import short
 
 
 class Quarantine:
-    """Writes one JSON object per poison record under a deterministic key (rewrites are harmless)."""
+    """Writes one JSON object per poison record under a deterministic key (rewrites are harmless).
+
+    Key: ``{prefix}/{consumer}/shard={shard}/{sequence}_{sub}.json``; body: consumer, shard,
+    position, sequence and sub-sequence number, partition key, ``reason`` (machine-readable),
+    ``error_class``, ``message`` and the raw bytes in base64.
+
+    Example:
+        >>> q = Quarantine(s3, "pipeline-lake", "quarantine/v1", "lake-writer")
+        >>> q.put("shardId-000000000000", poison)
+    """
 
     def __init__(self, s3: Any, bucket: str, prefix: str, consumer: str) -> None:
         self.s3 = s3
@@ -30,6 +39,7 @@ class Quarantine:
             body = {
                 "consumer": self.consumer,
                 "shard_id": shard_id,
+                "position": p.position,
                 "sequence_number": p.sequence_number,
                 "sub_sequence_number": p.sub_sequence,
                 "partition_key": p.partition_key,

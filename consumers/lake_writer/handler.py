@@ -1,16 +1,18 @@
-"""Lambda entry point of the lake writer: Kinesis batch → Avro container files in S3."""
+"""Lambda entry point of the lake writer: Kinesis batch → Avro container files and raw archive in S3."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from consumers.core.app import build
+from consumers.lake_writer.container import register_zstandard_reader
 from consumers.lake_writer.sink import LakeSink
-from pipeline import aws
+
+register_zstandard_reader()
 
 processor = build(
     "lake-writer",
-    lambda s, reg: LakeSink(aws.client("s3", s), s.bucket, s.lake_prefix, reg.reader, s.lake_codec),
+    lambda s, reg, c: LakeSink(c.s3, s.bucket, s.lake_prefix, reg.reader, s.lake_codec, s.raw_prefix),
 )
 
 

@@ -1,24 +1,28 @@
-"""The lake sink: one Avro container file per (batch, event hour), at a key fixed by its positions.
+"""The lake sink: per batch, Avro container files (one per event hour) and the raw archive object.
 
-Keys are deterministic (``<first>-<last>.avro``) and written with ``If-None-Match: *``, so the same
-records never make two objects; the intent on the checkpoint covers retries with other boundaries.
+Keys are deterministic from the positions they hold and written with ``If-None-Match: *``; the
+keys are announced as the checkpoint's intent before the first put, so the next attempt either
+finds them all (the batch is complete: the checkpoint jumps to the intent's position) or deletes
+the ones that exist (a torn batch: the retry rewrites its records under its own boundaries).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import fastavro
 from botocore.exceptions import ClientError
 
 from consumers.core.checkpoint import Intent
-from consumers.core.records import UserRecord
+from consumers.core.records import Batch, UserRecord
 from consumers.core.sink import IntentHook
+from consumers.lake_writer.archive import archive_key, encode_archive
+from consumers.lake_writer.container import CODECS, write_container
 from pipeline.codecs.positions import short
+
+_PRECONDITION = ("PreconditionFailed", "412", "ConditionalRequestConflict")
 
 
 def _hour(event_time: Any) -> tuple[str, str]:
@@ -28,14 +32,38 @@ def _hour(event_time: Any) -> tuple[str, str]:
 
 
 class LakeSink:
-    """Writes decoded events to S3 as compressed Avro object container files."""
+    """Writes decoded events to S3 as compressed Avro object container files, plus the raw archive.
 
-    def __init__(self, s3: Any, bucket: str, prefix: str, schema: Any, codec: str = "deflate"):
+    Args:
+        s3: a boto3 S3 client.
+        bucket: the lake bucket.
+        prefix: the lake prefix (``events/v1``).
+        schema: the parsed reader schema the files are written with.
+        codec: ``deflate`` (default), ``zstandard`` or ``null``.
+        raw_prefix: the raw archive prefix (``raw/v1``); None turns the archive off.
+
+    Example:
+        >>> sink = LakeSink(s3, "pipeline-lake", "events/v1", registry.reader, "zstandard")
+        >>> processor = BatchProcessor("lake-writer", decoder, checkpoints, sink, quarantine)
+    """
+
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        prefix: str,
+        schema: Any,
+        codec: str = "deflate",
+        raw_prefix: str | None = "raw/v1",
+    ) -> None:
+        if codec not in CODECS:
+            raise ValueError(f"unsupported lake codec {codec!r}: choose one of {', '.join(CODECS)}")
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix
         self.schema = schema
         self.codec = codec
+        self.raw_prefix = raw_prefix
 
     def plan(self, shard_id: str, records: Sequence[UserRecord]) -> dict[str, list[UserRecord]]:
         """Object key → the records it will hold, one object per event hour."""
@@ -51,21 +79,37 @@ class LakeSink:
             out[key] = recs
         return out
 
+    def _body(self, record: UserRecord) -> bytes:
+        if record.body is not None:
+            return record.body
+        import io
+
+        import fastavro
+
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, self.schema, record.event)
+        return buf.getvalue()
+
     def encode(self, key: str, records: Sequence[UserRecord]) -> bytes:
         """The container file for ``records``; byte-identical for the same key and records."""
-        buf = io.BytesIO()
-        fastavro.writer(
-            buf,
+        return write_container(
             self.schema,
-            [r.event for r in records],
-            codec=self.codec,
+            [self._body(r) for r in records],
+            self.codec,
             sync_marker=hashlib.md5(key.encode()).digest(),
             metadata={
                 "pipeline.first_position": records[0].position,
                 "pipeline.last_position": records[-1].position,
             },
         )
-        return buf.getvalue()
+
+    def archive_key(self, batch: Batch) -> str | None:
+        """Where the batch's raw records go (None when there are none or the archive is off)."""
+        if not batch.raw or self.raw_prefix is None:
+            return None
+        first = batch.raw[0]["kinesis"]["sequenceNumber"]
+        last = batch.raw[-1]["kinesis"]["sequenceNumber"]
+        return archive_key(self.raw_prefix, batch.shard_id, first, last)
 
     def exists(self, key: str) -> bool:
         """True when the object is in the bucket."""
@@ -86,21 +130,29 @@ class LakeSink:
             self.s3.delete_object(Bucket=self.bucket, Key=key)
         return False
 
-    def write(self, shard_id: str, records: Sequence[UserRecord], announce: IntentHook) -> int:
-        """Announce, then put each object with ``If-None-Match: *``; return the records written."""
-        if not records:
+    def put_once(self, key: str, body: bytes, content_type: str) -> bool:
+        """Put ``key`` unless it exists; False when it did (an earlier attempt, or a retried PUT
+        whose first try landed: same key = same positions = same bytes)."""
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", ContentType=content_type
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in _PRECONDITION:
+                raise
+            return False
+        return True
+
+    def write(self, batch: Batch, announce: IntentHook) -> int:
+        """Announce every key, then put the raw archive and each lake object; return records written."""
+        plan = self.plan(batch.shard_id, batch.records)
+        raw_key = self.archive_key(batch)
+        keys = ([raw_key] if raw_key else []) + list(plan)
+        if not keys or batch.last_position is None:
             return 0
-        plan = self.plan(shard_id, records)
-        announce(list(plan), records[-1].position)
+        announce(keys, batch.last_position)
+        if raw_key:
+            self.put_once(raw_key, encode_archive(batch.raw), "application/gzip")
         for key, recs in plan.items():
-            body = self.encode(key, recs)
-            try:
-                self.s3.put_object(
-                    Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/avro"
-                )
-            except ClientError as exc:
-                code = exc.response["Error"]["Code"]
-                if code not in ("PreconditionFailed", "412"):
-                    raise
-                # Same key = same positions = same bytes: already written by an earlier attempt.
-        return len(records)
+            self.put_once(key, self.encode(key, recs), "application/avro")
+        return len(batch.records)

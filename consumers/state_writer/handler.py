@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from consumers.core.app import build
 from consumers.state_writer.sink import StateSink
-from pipeline import aws
 
-processor = build("state-writer", lambda s, reg: StateSink(aws.client("dynamodb", s), s.state_table))
+# ``update`` (one conditional UpdateItem per customer) or ``transact`` (100 per request, 2× WCU).
+processor = build(
+    "state-writer",
+    lambda s, reg, c: StateSink(
+        c.dynamodb, s.state_table, mode=os.environ.get("PIPELINE_STATE_WRITES", "update")
+    ),
+)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
