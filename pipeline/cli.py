@@ -329,6 +329,18 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("--lines", "-n", type=int, default=20, help="lines per file (20)")
     lg.set_defaults(func=cmd_logs)
 
+    from pipeline.observability import report
+
+    rp = sub.add_parser(
+        "report",
+        help="write a run report (markdown + PNG plots)",
+        description="Summarise the run recorded under the state folder: a markdown file with "
+        "throughput, lag and latency plots.",
+    )
+    common(rp)
+    report.add_arguments(rp)
+    rp.set_defaults(func=report.command)
+
     from pipeline.replay.cli import register as register_replay
 
     register_replay(sub, common)
