@@ -1,0 +1,1 @@
+"""Deployment: Terraform, the Lambda packaging and the CI checks."""
