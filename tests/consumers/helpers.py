@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -225,32 +226,40 @@ class FailingWrites(Proxy):
 
 
 class Throttling(Proxy):
-    """A DynamoDB client that throttles every other write (and BatchWriteItem leaves items
-    unprocessed), the way a hot partition answers."""
+    """A DynamoDB client that throttles the first write of each item (and whose first BatchWriteItem
+    leaves items unprocessed), the way a hot partition answers; the next try goes through."""
 
     def __init__(self, real: Any) -> None:
         super().__init__(real)
         self.calls = Counter[str]()
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
 
-    def _maybe(self, op: str) -> None:
-        self.calls[op] += 1
-        if self.calls[op] % 2 == 1:
+    def _first_time(self, op: str, key: str) -> None:
+        with self._lock:
+            self.calls[op] += 1
+            first = key not in self._seen
+            self._seen.add(key)
+        if first:
             raise ClientError(
                 {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"}}, op
             )
 
     def update_item(self, **kwargs: Any) -> Any:
-        self._maybe("update_item")
+        self._first_time("update_item", json.dumps(kwargs["Key"], sort_keys=True))
         return self._real.update_item(**kwargs)
 
     def transact_write_items(self, **kwargs: Any) -> Any:
-        self._maybe("transact_write_items")
+        keys = [json.dumps(i["Update"]["Key"], sort_keys=True) for i in kwargs["TransactItems"]]
+        self._first_time("transact_write_items", "|".join(keys))
         return self._real.transact_write_items(**kwargs)
 
     def batch_write_item(self, **kwargs: Any) -> Any:
-        self.calls["batch_write_item"] += 1
+        with self._lock:
+            self.calls["batch_write_item"] += 1
+            first = self.calls["batch_write_item"] == 1
         items = kwargs["RequestItems"]
-        if self.calls["batch_write_item"] % 2 == 1:
+        if first:
             # Write the first item only and hand the rest back, as DynamoDB does under throttling.
             table, reqs = next(iter(items.items()))
             self._real.batch_write_item(RequestItems={table: reqs[:1]})
