@@ -302,8 +302,10 @@ def _plot_throughput(run: Run, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
     series = throughput_series(run)
     if series:
-        for consumer, (xs, ys) in series.items():
-            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, label=consumer)
+        # Consumers often keep pace with each other: distinct line styles keep both visible.
+        for i, (consumer, (xs, ys)) in enumerate(series.items()):
+            style = ("-", "--", ":", "-.")[i % 4]
+            ax.plot(xs, ys, style, marker="o", markersize=3, linewidth=1.8, label=consumer)
         ax.set_xlabel("seconds since the first batch")
         ax.set_ylabel("user records / s")
         ax.legend(loc="upper right")
@@ -329,6 +331,11 @@ def _plot_throughput(run: Run, path: Path) -> None:
     plt.close(fig)
 
 
+def _shard_label(shard: str) -> str:
+    tail = shard.removeprefix("shardId-")
+    return f"shard {int(tail)}" if tail.isdigit() else shard
+
+
 def _plot_lag(run: Run, path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
@@ -345,9 +352,7 @@ def _plot_lag(run: Run, path: Path) -> None:
                 sel = [b for b in points if b.consumer == consumer and b.shard == shard]
                 xs = [(b.ts - start).total_seconds() for b in sel if b.ts is not None]
                 ys = [(b.iterator_age_ms or 0.0) / 1000 for b in sel]
-                label = shard.replace("shardId-", "shard ").lstrip("0") + (
-                    f" · {consumer}" if len(consumers) > 1 else ""
-                )
+                label = _shard_label(shard) + (f" · {consumer}" if len(consumers) > 1 else "")
                 ax.plot(
                     xs, ys, styles[ci % len(styles)], color=colour, marker=".", linewidth=1.4, label=label
                 )
@@ -386,7 +391,12 @@ def _plot_latency(run: Run, path: Path) -> None:
         bins = [hi * i / 40 for i in range(41)] if hi > 0 else 10
         for label, ms in series.items():
             p = percentiles(ms)
-            ax.hist(ms, bins=bins, alpha=0.55, label=f"{label}: p50 {p['p50']:.0f} ms, p99 {p['p99']:.0f} ms")
+            text = f"{label}: p50 {p['p50']:.0f} ms, p99 {p['p99']:.0f} ms"
+            if label.endswith("(handler)"):
+                ax.hist(ms, bins=bins, alpha=0.5, histtype="stepfilled", label=text)
+            else:
+                # Outlines, so invocations that overlap the handlers' bars stay readable.
+                ax.hist(ms, bins=bins, histtype="step", linewidth=2, label=text)
         ax.set_xlabel("batch latency (ms)")
         ax.set_ylabel("batches")
         ax.legend(loc="upper right", fontsize=8)
