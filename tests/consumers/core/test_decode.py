@@ -1,0 +1,63 @@
+"""The decoder on its own (no server): payload kinds, poison reasons, positions, schema evolution."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import fastavro
+import pytest
+
+from consumers.core.decode import Decoder
+from pipeline.codecs import kpl
+from pipeline.codecs.avro import SCHEMA_DIR, SchemaRegistry
+from pipeline.codecs.positions import encode_position
+
+REG = SchemaRegistry.load()
+
+
+def _lambda(seq: str, data: bytes) -> dict:
+    return {
+        "kinesis": {"partitionKey": "k", "sequenceNumber": seq, "data": base64.b64encode(data).decode()},
+        "eventID": f"shardId-000000000000:{seq}",
+    }
+
+
+def test_avro_json_and_aggregated_payloads_decode_to_the_same_plain_event() -> None:
+    event = REG.example()
+    agg = kpl.encode([kpl.SubRecord("a", REG.encode(event)), kpl.SubRecord("a", json.dumps(event).encode())])
+    decoded, poison = Decoder(REG).decode([_lambda("5", REG.encode(event)), _lambda("6", agg)])
+    assert poison == []
+    assert [r.position for r in decoded] == [encode_position(5), encode_position(6, 0), encode_position(6, 1)]
+    assert all(r.event == event for r in decoded)
+    assert {r.body for r in decoded} == {REG.encode(event)[10:]}
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"Hello, this is a test.", "bad_magic"),
+        (b"", "bad_magic"),
+        (b"{not json", "bad_json"),
+        (b'{"event_id": "not-a-uuid"}', "invalid_event"),
+        (b'{"customer_id": "c-1"}', "missing_event_id"),
+        (REG.encode(REG.example())[:-3], "truncated_avro"),
+        (REG.encode(REG.example()) + b"\x00", "trailing_bytes"),
+    ],
+)
+def test_each_bad_payload_is_poison_with_its_reason(payload: bytes, reason: str) -> None:
+    decoded, poison = Decoder(REG).decode([_lambda("1", payload)])
+    assert decoded == []
+    assert [p.reason for p in poison] == [reason]
+    assert poison[0].raw == payload
+
+
+def test_an_older_writer_schema_decodes_into_the_reader_schema_with_defaults() -> None:
+    schema = json.loads((SCHEMA_DIR / "order_event.avsc").read_text())
+    old = dict(schema, fields=[f for f in schema["fields"] if f["name"] != "shipping_country"])
+    registry = SchemaRegistry({"v1": fastavro.parse_schema(old), "order_event": REG.reader}, "order_event")
+    event = {k: v for k, v in REG.example().items() if k != "shipping_country"}
+    decoded, poison = Decoder(registry).decode([_lambda("3", registry.encode(event, "v1"))])
+    assert poison == []
+    assert decoded[0].event["shipping_country"] is None
+    assert decoded[0].body == REG.encode({**event, "shipping_country": None})[10:]
