@@ -132,6 +132,11 @@ def bind(**fields: Any) -> Iterator[None]:
         _BOUND.reset(token)
 
 
+def bound() -> Mapping[str, Any]:
+    """The fields bound for the current block (``bind``), e.g. to put the request id on metrics."""
+    return _BOUND.get()
+
+
 def event(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one line with ``msg`` and ``fields`` at ``level``."""
     if logger.isEnabledFor(level):

@@ -26,6 +26,8 @@ from typing import Any, TextIO
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
+from pipeline.observability.logs import bound
+
 NAMESPACE = "KinesisPipeline"
 
 # Handler counters (the processor's names) → (metric name, unit). Unknown counters are ignored so
@@ -117,8 +119,8 @@ def batch_metrics(
 ) -> dict[str, Any] | None:
     """Emit one EMF document for one handler batch; return it (None when metrics are disabled).
 
-    Dimension: ``consumer``. Shard, function and request id are properties, searchable in Logs
-    Insights without multiplying the number of billed metrics by the shard count.
+    Dimension: ``consumer``. Shard, function and request id (default: the one ``logs.bind`` holds)
+    are properties, searchable in Logs Insights without multiplying billed metrics by the shard count.
     """
     p = _provider({"consumer": consumer})
     p.add_metric(name="Batches", unit="Count", value=1)
@@ -139,6 +141,7 @@ def batch_metrics(
     function = function or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
     if function:
         p.add_metadata(key="function", value=function)
+    request_id = request_id or bound().get("request_id")
     if request_id:
         p.add_metadata(key="request_id", value=request_id)
     return _emit(p, out)
