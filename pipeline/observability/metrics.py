@@ -271,7 +271,7 @@ def parse(doc: Mapping[str, Any]) -> EmfRecord:
     props = {k: v for k, v in doc.items() if k != "_aws" and k not in metric_units and k not in dim_names}
     return EmfRecord(
         timestamp=datetime.fromtimestamp(meta["Timestamp"] / 1000, tz=UTC),
-        namespace=d0["Namespace"],
+        namespace=str(d0["Namespace"]),
         dimensions={n: str(doc[n]) for n in sorted(dim_names)},
         values=values,
         units=metric_units,

@@ -431,7 +431,7 @@ def _markdown(run: Run, s: dict[str, Any], plots: dict[str, str], note: str | No
     pm = s["producer_metrics"]
     if produced or pm:
         out += ["## Producer", ""]
-        rows = []
+        rows: list[Sequence[Any]] = []
         for label, key, metric in (
             ("events (user records)", "user_records", "UserRecords"),
             ("Kinesis records", "kinesis_records", "KinesisRecordsPut"),

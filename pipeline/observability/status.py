@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 from urllib.parse import urlparse
@@ -224,7 +225,7 @@ def _shard_status(
     # Lowest checkpoint first: its read usually covers every other consumer of the shard too.
     seqs = {c: (int(p[0]) if p else None) for c, p in points.items()}
     rows: dict[str, ConsumerShard] = {}
-    for c in sorted(consumers, key=lambda c: -1 if seqs[c] is None else seqs[c]):
+    for c in sorted(consumers, key=lambda c: -1 if (n := seqs[c]) is None else n):
         seq = seqs[c]
         r = read_for(seq)
         after = [i for i, s in enumerate(r.seqs) if seq is None or s > seq]
@@ -352,11 +353,12 @@ def collect(settings: Settings, previous: Snapshot | None = None, clients: Clien
     kinesis = clients("kinesis")
     summary = kinesis.describe_stream_summary(StreamName=settings.stream_name)["StreamDescriptionSummary"]
     shards = _shards(kinesis, settings.stream_name)
-    cps = _guard(problems, "checkpoints", lambda: _checkpoints(clients), {})
+    cps: dict[str, dict[str, Any]] = _guard(problems, "checkpoints", lambda: _checkpoints(clients), {})
     consumers = [c.name for c in CONSUMERS]
     consumers += sorted({k.split("#", 1)[0] for k in cps} - set(consumers))
 
-    api_mappings = _guard(problems, "mappings", lambda: _mappings(clients, summary.get("StreamARN")), [])
+    arn = summary.get("StreamARN")
+    api_mappings: list[dict[str, Any]] = _guard(problems, "mappings", lambda: _mappings(clients, arn), [])
     stats, positions = _local_esm(settings.state_dir) if local else ({}, {})
     esm_positions: dict[str, dict[str, str]] = {}
     mappings = []
@@ -401,16 +403,15 @@ def collect(settings: Settings, previous: Snapshot | None = None, clients: Clien
             )
 
     sqs = clients("sqs")
-    queues = {
-        f"{settings.dlq_prefix}-{c}": _guard(
-            problems, f"queue {c}", lambda c=c: _queue_depth(sqs, f"{settings.dlq_prefix}-{c}"), None
-        )
-        for c in consumers
-    }
-    quarantined = _guard(
+    queues: dict[str, int | None] = {}
+    for c in consumers:
+        name = f"{settings.dlq_prefix}-{c}"
+        queues[name] = _guard(problems, f"queue {name}", partial(_queue_depth, sqs, name), None)
+    quarantined: int | None = _guard(
         problems, "quarantine", lambda: _objects(clients, settings.quarantine_prefix)[0], None
     )
-    lake = _guard(problems, "lake", lambda: _objects(clients, settings.lake_prefix), (None, None, False))
+    nothing: tuple[int | None, int | None, bool] = (None, None, False)
+    lake = _guard(problems, "lake", lambda: _objects(clients, settings.lake_prefix), nothing)
     return Snapshot(
         taken_at=now,
         endpoint=settings.endpoint_url or f"AWS {settings.region}",
