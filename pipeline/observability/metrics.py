@@ -21,12 +21,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
-
-from aws_lambda_powertools.metrics.functions import is_metrics_disabled
-from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pipeline.observability.logs import bound
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 NAMESPACE = "KinesisPipeline"
 
@@ -68,6 +68,11 @@ UNITS = frozenset(
 
 
 def _provider(dimensions: Mapping[str, str]) -> AmazonCloudWatchEMFProvider:
+    # Imported here: reading EMF back (status, reports) must not need the Lambda-side library.
+    from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
+        AmazonCloudWatchEMFProvider,
+    )
+
     # A fresh provider per document: Powertools' ``Metrics`` shares its metric set process-wide,
     # which would mix one consumer's batch into another's when both run in one process (tests).
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or NAMESPACE
@@ -78,6 +83,8 @@ def _provider(dimensions: Mapping[str, str]) -> AmazonCloudWatchEMFProvider:
 
 
 def _emit(p: AmazonCloudWatchEMFProvider, out: TextIO | None) -> dict[str, Any] | None:
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
     if not p.metric_set or is_metrics_disabled():
         return None
     doc = dict(p.serialize_metric_set())
