@@ -10,6 +10,7 @@ writer copies bytes into container files instead of re-encoding events.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import io
 import json
 import uuid
@@ -26,6 +27,34 @@ from pipeline.codecs.avro import HEADER as AVRO_HEADER
 from pipeline.codecs.avro import HEADER_SIZE, SchemaRegistry
 from pipeline.codecs.positions import SEQ_WIDTH, SUB_WIDTH
 from pipeline.errors import PoisonRecord, UndecodablePayload
+
+try:  # fastavro's compiled record reader, called without schemaless_reader's per-call schema parsing
+    from fastavro._read import _default_named_schemas, _read_data  # type: ignore[attr-defined]
+except ImportError:  # another fastavro: the fast path is off, the reference path still decodes
+    _read_data = None
+
+_OPTIONS = {
+    "return_record_name": False,
+    "return_record_name_override": False,
+    "handle_unicode_errors": "strict",
+    "return_named_type": False,
+    "return_named_type_override": False,
+}
+_MAGIC = kpl.MAGIC
+
+
+def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """A protobuf varint at ``pos``: (value, position after it); IndexError past ``end``."""
+    result = shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise IndexError("varint runs past its field")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
 
 
 def shard_of(record: Mapping[str, Any]) -> str:
@@ -74,6 +103,14 @@ class Decoder:
         self.reader_fingerprint = registry.reader_fingerprint
         self.writers = {fp: _plain(s) for fp, s in registry.by_fingerprint.items()}
         self.fields = [f for f in registry.reader["fields"]]
+        self._named: Any = None
+        self._fast_reader: Any = None
+        if _read_data is not None:
+            self._named = _default_named_schemas()
+            raw = {k: v for k, v in registry.reader.items() if not k.startswith("__")}
+            self._fast_reader = fastavro.parse_schema(
+                _strip_logical(raw), named_schemas=self._named["writer"]
+            )
 
     def _avro(self, data: bytes) -> tuple[dict[str, Any], bytes]:
         fp = data[2:HEADER_SIZE]
@@ -131,6 +168,105 @@ class Decoder:
             ) from None
         return event, self._encode(event)
 
+    def _aggregate(
+        self, raw: bytes, seq: str, head: str, arrival: float, out: list[UserRecord], poison: list[Poison]
+    ) -> bool:
+        """One KPL record in a single pass over its bytes: the protobuf walked in place and each Avro
+        body read from the same buffer. Returns False, having appended nothing, when anything is
+        unusual (bad digest, unknown field, index out of range): the caller then takes the reference
+        path (``pipeline.codecs.kpl``), which names the problem. A user record that does not decode
+        here is re-decoded by ``payload`` for its exact poison reason, so results are the same."""
+        end = len(raw) - 16
+        if end < 4 or hashlib.md5(memoryview(raw)[4:end]).digest() != raw[end:]:
+            return False
+        pks: list[str] = []
+        n_ehk = 0
+        max_ehi = -1
+        spans: list[tuple[int, int, int]] = []  # (pk index, data start, data stop)
+        pos = 4
+        try:
+            while pos < end:
+                tag = raw[pos]
+                ln = raw[pos + 1]
+                pos += 2
+                if ln >= 0x80:
+                    ln, pos = _varint(raw, pos - 1, end)
+                stop = pos + ln
+                if stop > end:
+                    return False
+                if tag == 0x1A:  # Record: partition_key_index=1, explicit_hash_key_index=2, data=3
+                    pki = -1
+                    ds = de = -1
+                    while pos < stop:
+                        k = raw[pos]
+                        if k == 0x08:
+                            pki = raw[pos + 1]
+                            pos += 2
+                            if pki >= 0x80:
+                                pki, pos = _varint(raw, pos - 1, stop)
+                        elif k == 0x10:
+                            ehi, pos = _varint(raw, pos + 1, stop)
+                            max_ehi = max(max_ehi, ehi)  # checked once the tables are known
+                        elif k == 0x1A:
+                            dl = raw[pos + 1]
+                            pos += 2
+                            if dl >= 0x80:
+                                dl, pos = _varint(raw, pos - 1, stop)
+                            ds, de = pos, pos + dl
+                            pos = de
+                        else:
+                            return False  # tags or unknown fields: the reference parser handles them
+                    if pos != stop or pki < 0 or ds < 0:
+                        return False
+                    spans.append((pki, ds, de))
+                elif tag == 0x0A:
+                    pks.append(raw[pos:stop].decode("utf-8"))
+                    pos = stop
+                elif tag == 0x12:
+                    raw[pos:stop].decode("utf-8")  # validated like the reference parser does
+                    n_ehk += 1
+                    pos = stop
+                else:
+                    return False
+        except (IndexError, UnicodeDecodeError):
+            return False
+        n_pk = len(pks)
+        if max_ehi >= n_ehk or any(pki >= n_pk for pki, _, _ in spans):
+            return False
+        buf = io.BytesIO(raw)
+        reader, named, fp = self._fast_reader, self._named, self.reader_fingerprint
+        sub = 0
+        for pki, ds, de in spans:
+            position = f"{head}{sub:0{SUB_WIDTH}d}"
+            event: Any = None
+            if (
+                de - ds > HEADER_SIZE
+                and raw[ds : ds + 2] == AVRO_HEADER
+                and raw[ds + 2 : ds + HEADER_SIZE] == fp
+            ):
+                buf.seek(ds + HEADER_SIZE)
+                try:
+                    event = _read_data(buf, reader, named, None, _OPTIONS)
+                except Exception:  # the reference path below names the problem
+                    event = None
+                if event is not None and (buf.tell() != de or not event["event_id"]):
+                    event = None
+            if event is not None:
+                out.append(
+                    UserRecord(position, seq, sub, pks[pki], event, arrival, raw[ds + HEADER_SIZE : de])
+                )
+            else:
+                data = raw[ds:de]
+                try:
+                    event, body = self.payload(data)
+                    out.append(UserRecord(position, seq, sub, pks[pki], event, arrival, body))
+                except PoisonRecord as exc:
+                    poison.append(
+                        Poison(position, seq, sub, pks[pki], data, exc.reason, type(exc).__name__, str(exc))
+                    )
+            sub += 1
+        return True
+
     def payload(self, data: bytes) -> tuple[dict[str, Any], bytes]:
         """Decode one user-record payload into (event, Avro body in the reader schema)."""
         if data[:2] == AVRO_HEADER:
@@ -175,6 +311,11 @@ class Decoder:
                     )  # fmt: skip
                 )
                 continue
+            if self._fast_reader is not None and raw[:4] == _MAGIC:
+                mark = len(out), len(poison)
+                if self._aggregate(raw, seq, head, arrival, out, poison):
+                    continue
+                del out[mark[0] :], poison[mark[1] :]
             try:
                 subs = kpl.deaggregate(raw, pk)
             except PoisonRecord as exc:
