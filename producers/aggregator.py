@@ -201,19 +201,25 @@ class Aggregator:
             return None
         return min(a.first_arrival for a in self.open.values()) + self.max_buffered_time
 
-    def seal_due(self, now: float, hold: Iterable[str] = ()) -> list[KinesisRecord]:
+    def seal_due(self, now: float, hold: Iterable[str] = (), early: float = 0.0) -> list[KinesisRecord]:
         """Seal the aggregates that waited ``max_buffered_time``, except the shards in ``hold``.
 
         A shard whose limiter already has a backlog is held: sending its aggregate early would
-        not get it out sooner, and letting it fill saves records and requests.
+        not get it out sooner, and letting it fill saves records and requests. When one aggregate
+        is due, those due within ``early`` seconds go with it, in the same PutRecords request.
         """
         held = set(hold)
+        due = [
+            (agg.first_arrival + self.max_buffered_time, shard_id)
+            for shard_id, agg in self.open.items()
+            if shard_id not in held
+        ]
+        if not due or min(due)[0] > now:
+            return []
         out = []
-        for shard_id, agg in list(self.open.items()):
-            deadline = agg.first_arrival + self.max_buffered_time
-            if deadline <= now and shard_id not in held:
-                out.append(agg.seal(deadline))
-                del self.open[shard_id]
+        for deadline, shard_id in due:
+            if deadline <= now + early:
+                out.append(self.open.pop(shard_id).seal(deadline))
         return out
 
     def seal_all(self) -> list[KinesisRecord]:

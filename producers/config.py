@@ -24,6 +24,9 @@ class ProducerConfig:
     max_record_bytes: int = MIB  # the stream's max record size: data + partition key
     aggregation_enabled: bool = True
     aggregation_max_count: int = 4_294_967_295
+    # Largest aggregate (None: max_record_bytes). Below half the shard's 1 MiB/s it leaves the
+    # shard's burst bucket room for network jitter (see docs/producer.md).
+    aggregation_max_bytes: int | None = None
     collection_max_count: int = 500  # PutRecords entries per request
     collection_max_bytes: int = 5 * MIB  # PutRecords bytes per request (10 MiB where allowed)
     rate_limit: float = 1.0  # share of each shard's limits the limiter allows
@@ -36,12 +39,22 @@ class ProducerConfig:
     retry_max_delay: float = 2.0
     shard_map_refresh_interval: float = 60.0  # s between periodic ListShards
 
+    @property
+    def aggregate_bytes(self) -> int:
+        """The size limit of one aggregated record."""
+        return self.aggregation_max_bytes or self.max_record_bytes
+
     def __post_init__(self) -> None:
         checks = [
             (self.record_max_buffered_time >= 0, "record_max_buffered_time must be >= 0 s"),
             (self.record_ttl > 0, "record_ttl must be > 0 s"),
             (1024 <= self.max_record_bytes <= 10 * MIB, "max_record_bytes must be 1 KiB to 10 MiB"),
             (self.aggregation_max_count >= 1, "aggregation_max_count must be >= 1"),
+            (
+                self.aggregation_max_bytes is None
+                or 64 <= self.aggregation_max_bytes <= self.max_record_bytes,
+                "aggregation_max_bytes must be between 64 bytes and max_record_bytes",
+            ),
             (1 <= self.collection_max_count <= 500, "collection_max_count must be 1 to 500"),
             (
                 self.max_record_bytes <= self.collection_max_bytes <= 10 * MIB,

@@ -57,22 +57,24 @@ class ShardLimit(Generic[T]):
 
     __slots__ = ("queue", "bytes", "records")
 
-    def __init__(self, bytes_per_sec: float, records_per_sec: float, max_item: int, now: float) -> None:
+    def __init__(self, bytes_per_sec: float, records_per_sec: float, burst_bytes: float, now: float) -> None:
         self.queue: deque[T] = deque()
-        # One second of burst, as Kinesis allows, but never less than one record of the largest size.
-        self.bytes = TokenBucket(bytes_per_sec, max(bytes_per_sec, max_item), now)
+        self.bytes = TokenBucket(bytes_per_sec, burst_bytes, now)
         self.records = TokenBucket(records_per_sec, max(records_per_sec, 1.0), now)
 
 
 class Limiter(Generic[T]):
-    """Holds Kinesis records per shard until the shard's buckets allow them, first in first out."""
+    """Holds Kinesis records per shard until the shard's buckets allow them, first in first out.
 
-    def __init__(self, bytes_per_sec: float, records_per_sec: float, max_item: int, now: float = 0.0) -> None:
+    ``burst_bytes`` is the bytes bucket's capacity; a record larger than it waits for a full
+    bucket and then empties it, so no record is ever stuck.
+    """
+
+    def __init__(self, bytes_per_sec: float, records_per_sec: float, burst_bytes: float) -> None:
         self.bytes_per_sec = bytes_per_sec
         self.records_per_sec = records_per_sec
-        self.max_item = max_item
+        self.burst_bytes = burst_bytes
         self.shards: dict[str, ShardLimit[T]] = {}
-        self._created = now
         self.waiting = 0
 
     def add(self, record: T, now: float) -> None:
@@ -80,10 +82,16 @@ class Limiter(Generic[T]):
         limit = self.shards.get(record.shard_id)
         if limit is None:
             limit = self.shards[record.shard_id] = ShardLimit(
-                self.bytes_per_sec, self.records_per_sec, self.max_item, now
+                self.bytes_per_sec, self.records_per_sec, self.burst_bytes, now
             )
         limit.queue.append(record)
         self.waiting += 1
+
+    def add_front(self, record: T, now: float) -> None:
+        """Queue a record (a retry) ahead of the others of its shard."""
+        self.add(record, now)
+        queue = self.shards[record.shard_id].queue
+        queue.rotate(1)  # the record just appended moves to the front
 
     def release(self, now: float) -> tuple[list[T], float | None]:
         """The records the buckets allow now, and the seconds until the next one may go (or None)."""
@@ -111,12 +119,19 @@ class Limiter(Generic[T]):
         """Shards with records waiting for tokens."""
         return [shard_id for shard_id, limit in self.shards.items() if limit.queue]
 
-    def throttled(self, shard_id: str, now: float) -> None:
-        """Kinesis throttled this shard: our buckets were optimistic, so empty them."""
+    def throttled(self, shard_id: str, size: int, now: float) -> None:
+        """Kinesis throttled a record of ``size`` bytes: give its tokens back.
+
+        The shard did not take the record, so it did not spend its quota on it; charging our
+        buckets twice (now and again on the retry) would leave the shard idle for a second per
+        throttle. The retry's back-off lets the shard's own bucket refill first.
+        """
         limit = self.shards.get(shard_id)
         if limit is not None:
             limit.bytes.refill(now)
-            limit.bytes.tokens = min(limit.bytes.tokens, 0.0)
+            limit.records.refill(now)
+            limit.bytes.tokens = min(limit.bytes.capacity, limit.bytes.tokens + size)
+            limit.records.tokens = min(limit.records.capacity, limit.records.tokens + 1)
 
     def remove_shards(self, shard_ids: Iterable[str]) -> list[T]:
         """Drop these shards (gone after resharding) and return what waited for them."""

@@ -98,15 +98,16 @@ class KinesisProducer:
         now = _monotonic()
         self.shard_map = ShardMap(self._list_shards())
         self.aggregator = Aggregator(
-            cfg.max_record_bytes,
+            cfg.aggregate_bytes,
             cfg.aggregation_max_count if cfg.aggregation_enabled else 1,
             cfg.record_max_buffered_time,
         )
+        bytes_per_sec = cfg.shard_bytes_per_sec * cfg.rate_limit
+        # The buckets' burst: one second of quota, or one aggregate if that is smaller, so that the
+        # shard's own bucket (one second) keeps the difference as room for jitter.
+        burst = min(bytes_per_sec, cfg.aggregate_bytes) if cfg.aggregation_enabled else bytes_per_sec
         self.limiter: Limiter[KinesisRecord] = Limiter(
-            cfg.shard_bytes_per_sec * cfg.rate_limit,
-            cfg.shard_records_per_sec * cfg.rate_limit,
-            cfg.max_record_bytes,
-            now,
+            bytes_per_sec, cfg.shard_records_per_sec * cfg.rate_limit, burst
         )
         self.collector: Collector[KinesisRecord] = Collector(
             cfg.collection_max_count, cfg.collection_max_bytes
@@ -133,7 +134,8 @@ class KinesisProducer:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._sealed: list[KinesisRecord] = []
-        self._retry_heap: list[tuple[float, int, list[UserRecord]]] = []
+        # (due, tie-breaker, a Kinesis record to send again as it is, or user records to re-route)
+        self._retry_heap: list[tuple[float, int, KinesisRecord | list[UserRecord]]] = []
         self._retry_seq = itertools.count()
         self._inflight_bytes = 0
         self._outstanding = 0
@@ -326,15 +328,25 @@ class KinesisProducer:
         settles: list[tuple[UserRecord, PutResult | BaseException]] = []
         heap = self._retry_heap
         while heap and heap[0][0] <= now:
-            _, _, records = heapq.heappop(heap)
-            self._reaggregate(records, now)
+            _, _, retry = heapq.heappop(heap)
+            if isinstance(retry, KinesisRecord):
+                if retry.shard_id in self.shard_map.by_id:
+                    # Ahead of the shard's queue: a retry has waited longest, and sending it at
+                    # the back could make it miss its TTL behind a full buffer.
+                    self.limiter.add_front(retry, now)
+                else:
+                    self._reaggregate(list(retry.records), now)
+            else:
+                self._reaggregate(retry, now)
         flushing = self._flushing > 0 or self._closed
         sealed = self._sealed
         self._sealed = []
         if flushing:
             sealed.extend(self.aggregator.seal_all())
         else:
-            sealed.extend(self.aggregator.seal_due(now, self.limiter.backlogged()))
+            sealed.extend(
+                self.aggregator.seal_due(now, self.limiter.backlogged(), cfg.record_max_buffered_time / 2)
+            )
         for kr in sealed:
             self.limiter.add(kr, now)
         released, self._limiter_wait = self.limiter.release(now)
@@ -435,7 +447,7 @@ class KinesisProducer:
         """Apply one PutRecords outcome: settle, schedule retries, count (not under the lock)."""
         now = _monotonic()
         settles: list[tuple[UserRecord, PutResult | BaseException]] = []
-        retry_groups: list[tuple[float, list[UserRecord]]] = []
+        retry_groups: list[tuple[float, KinesisRecord | list[UserRecord]]] = []
         stored_bytes = 0
         stored_records = 0
         buffered_total = 0.0
@@ -483,6 +495,9 @@ class KinesisProducer:
                 rec.future.attempts += 1
                 attempts = max(attempts, rec.future.attempts)
             due = now + self.retrier.delay(attempts)
+            if kr.oldest_arrival + ttl > due:
+                retry_groups.append((due, kr))
+                continue
             keep_list = []
             for rec in kr.records:
                 if rec.arrival + ttl <= due:
@@ -497,14 +512,14 @@ class KinesisProducer:
             stats["kinesis_records"] += stored_records
             stats["bytes"] += stored_bytes
             stats["retries"] += len(outcome.retry)
-            stats["throttles"] += len(outcome.throttled_shards)
+            stats["throttles"] += len(outcome.throttled)
             stats["mispredicted"] += len(outcome.moved)
             stats["buffered_ms"] += buffered_total * 1000
             stats["buffered_ms_max"] = max(stats["buffered_ms_max"], buffered_max * 1000)
-            for shard_id in outcome.throttled_shards:
-                self.limiter.throttled(shard_id, now)
-            for due, records in retry_groups:
-                heapq.heappush(self._retry_heap, (due, next(self._retry_seq), records))
+            for kr in outcome.throttled:
+                self.limiter.throttled(kr.shard_id, kr.size, now)
+            for due, retry in retry_groups:
+                heapq.heappush(self._retry_heap, (due, next(self._retry_seq), retry))
             self._active -= 1
             self._cond.notify_all()
         self._finish(settles)

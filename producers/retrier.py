@@ -44,7 +44,7 @@ class Outcome:
     moved: list[tuple[KinesisRecord, str, str]] = field(default_factory=list)  # stored, not where predicted
     retry: list[KinesisRecord] = field(default_factory=list)
     failed: list[tuple[KinesisRecord, str]] = field(default_factory=list)  # (record, why)
-    throttled_shards: list[str] = field(default_factory=list)
+    throttled: list[KinesisRecord] = field(default_factory=list)
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -89,7 +89,7 @@ class Retrier:
                 out.failed.append((rec, f"Kinesis refused the record: {code}: {res.get('ErrorMessage', '')}"))
             else:
                 if code == THROTTLED:
-                    out.throttled_shards.append(rec.shard_id)
+                    out.throttled.append(rec)
                 out.retry.append(rec)
         return out
 
@@ -102,6 +102,6 @@ class Retrier:
             out.failed.extend((rec, why) for rec in records)
         else:
             if code == THROTTLED:
-                out.throttled_shards.extend(rec.shard_id for rec in records)
+                out.throttled.extend(records)
             out.retry.extend(records)
         return out

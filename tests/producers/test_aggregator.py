@@ -126,6 +126,19 @@ def test_time_seals_only_due_aggregates_and_holds_backlogged_shards():
     assert agg.next_deadline() is None
 
 
+def test_aggregates_due_soon_go_with_the_one_that_is_due():
+    """One PutRecords request instead of one per shard when deadlines are close."""
+    shards = even_shards(3)
+    smap = ShardMap(shards)
+    agg = Aggregator(max_buffered_time=0.1)
+    keys = {smap.route(k).shard_id: k for k in (f"k{i}" for i in range(200))}
+    for t, shard in zip((0.0, 0.04, 0.08), shards, strict=True):
+        _fill(agg, smap, [(keys[shard.shard_id], b"v", None)], now=t)
+    assert agg.seal_due(0.05, early=0.05) == []  # nothing due yet: nothing goes early
+    sealed = agg.seal_due(0.1, early=0.05)
+    assert sorted(kr.shard_id for kr in sealed) == [shards[0].shard_id, shards[1].shard_id]
+
+
 def test_remove_shards_returns_their_records():
     shards = even_shards(2)
     smap = ShardMap(shards)

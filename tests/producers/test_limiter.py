@@ -21,7 +21,7 @@ class Rec:
 
 
 def test_bytes_bucket_holds_a_second_then_refills_at_the_rate():
-    lim: Limiter[Rec] = Limiter(MIB, 1000, MIB, now=0.0)
+    lim: Limiter[Rec] = Limiter(MIB, 1000, MIB)
     for i in range(30):
         lim.add(Rec("s", 100 * 1024, i), 0.0)
     out, wait = lim.release(0.0)
@@ -34,7 +34,7 @@ def test_bytes_bucket_holds_a_second_then_refills_at_the_rate():
 
 
 def test_records_bucket_caps_small_records_at_1000_per_second():
-    lim: Limiter[Rec] = Limiter(MIB, 1000, MIB, now=0.0)
+    lim: Limiter[Rec] = Limiter(MIB, 1000, MIB)
     for _ in range(2500):
         lim.add(Rec("s", 10), 0.0)
     assert len(lim.release(0.0)[0]) == 1000
@@ -43,7 +43,7 @@ def test_records_bucket_caps_small_records_at_1000_per_second():
 
 
 def test_shards_are_independent():
-    lim: Limiter[Rec] = Limiter(MIB, 1000, MIB, now=0.0)
+    lim: Limiter[Rec] = Limiter(MIB, 1000, MIB)
     for shard in ("a", "b"):
         for _ in range(2):
             lim.add(Rec(shard, MIB), 0.0)
@@ -52,24 +52,35 @@ def test_shards_are_independent():
     assert sorted(lim.backlogged()) == ["a", "b"]
 
 
-def test_record_larger_than_the_bucket_is_not_stuck():
-    lim: Limiter[Rec] = Limiter(1000, 1000, 5000, now=0.0)
+def test_record_larger_than_the_bucket_waits_for_a_full_bucket_and_is_not_stuck():
+    lim: Limiter[Rec] = Limiter(1000, 1000, 500)
+    lim.add(Rec("s", 100), 0.0)
     lim.add(Rec("s", 5000), 0.0)
+    assert [r.size for r in lim.release(0.0)[0]] == [100]  # the big one waits for a full bucket
+    assert len(lim.release(0.1)[0]) == 1
+
+
+def test_retry_goes_ahead_of_the_queue():
+    lim: Limiter[Rec] = Limiter(MIB, 1000, MIB)
+    for i in range(3):
+        lim.add(Rec("s", MIB, i), 0.0)
+    lim.add_front(Rec("s", MIB, 99), 0.0)
+    assert [r.n for r in lim.release(0.0)[0]] == [99]
+
+
+def test_throttled_record_gets_its_tokens_back():
+    """A throttled record did not use the shard's quota; its retry must not pay twice."""
+    lim: Limiter[Rec] = Limiter(MIB, 1000, MIB)
+    lim.add(Rec("s", MIB), 0.0)
+    assert len(lim.release(0.0)[0]) == 1
+    lim.add(Rec("s", MIB), 0.0)
+    assert lim.release(0.0)[0] == []
+    lim.throttled("s", MIB, 0.0)
     assert len(lim.release(0.0)[0]) == 1
 
 
-def test_throttle_empties_the_shards_bytes():
-    lim: Limiter[Rec] = Limiter(MIB, 1000, MIB, now=0.0)
-    lim.add(Rec("s", 1), 0.0)
-    lim.release(0.0)
-    lim.throttled("s", 0.0)
-    lim.add(Rec("s", 512 * 1024), 0.0)
-    out, wait = lim.release(0.0)
-    assert out == [] and wait is not None and wait > 0.4
-
-
 def test_remove_shards_returns_what_waited():
-    lim: Limiter[Rec] = Limiter(10, 1, 10, now=0.0)
+    lim: Limiter[Rec] = Limiter(10, 1, 10)
     for i in range(3):
         lim.add(Rec("gone", 10, i), 0.0)
     lim.release(0.0)

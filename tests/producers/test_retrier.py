@@ -30,7 +30,7 @@ def test_outcome_sorts_entries():
     out = Retrier().outcome(recs, response)
     assert out.stored == [(recs[0], "s1", "10")]
     assert out.retry == [recs[1], recs[2]]
-    assert out.throttled_shards == ["s1"]
+    assert out.throttled == [recs[1]]
     assert [(r, "KMSAccessDeniedException" in why) for r, why in out.failed] == [(recs[3], True)]
     assert out.moved == [(recs[4], "s9", "11")]
 
@@ -51,7 +51,7 @@ def test_call_failures_retry_unless_the_request_itself_is_wrong():
     assert r.call_failed(recs, EndpointConnectionError(endpoint_url="http://x")).retry == recs
     assert r.call_failed(recs, _client_error("ServiceUnavailable")).retry == recs
     throttled = r.call_failed(recs, _client_error("ProvisionedThroughputExceededException"))
-    assert throttled.retry == recs and throttled.throttled_shards == ["s1"]
+    assert throttled.retry == recs and throttled.throttled == recs
     fatal = r.call_failed(recs, _client_error("ResourceNotFoundException"))
     assert fatal.retry == [] and "ResourceNotFoundException" in fatal.failed[0][1]
 
