@@ -37,6 +37,30 @@ def lambda_record(
     }
 
 
+def window_event(
+    start: float,
+    end: float,
+    state: dict[str, Any],
+    shard_id: str,
+    stream_arn: str,
+    final: bool,
+    early: bool = False,
+) -> dict[str, Any]:
+    """The tumbling-window fields AWS adds to a Kinesis event (``window``, ``state``, ...)."""
+    return {
+        "window": {"start": _iso_seconds(start), "end": _iso_seconds(end)},
+        "state": state,
+        "shardId": shard_id,
+        "eventSourceARN": stream_arn,
+        "isFinalInvokeForWindow": final,
+        "isWindowTerminatedEarly": early,
+    }
+
+
+def _iso_seconds(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def record_size(record: dict[str, Any]) -> int:
     """Bytes one GetRecords record adds to the invocation payload."""
     return (len(record["Data"]) + 2) // 3 * 4 + len(record["PartitionKey"]) + RECORD_OVERHEAD
@@ -69,11 +93,9 @@ def failure_message(
             "condition": condition,
             "approximateInvokeCount": invoke_count,
         },
-        "responseContext": {
-            "statusCode": 200,
-            "executedVersion": "$LATEST",
-            "functionError": error_type or "Unhandled",
-        },
+        # Lambda reports how the function failed ("Unhandled": it raised), not the exception type.
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST"}
+        | ({"functionError": "Unhandled"} if error_type else {}),
         "version": "1.0",
         "timestamp": datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "KinesisBatchInfo": {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -76,7 +77,9 @@ def _worker_main(conn: Connection, spec: dict[str, Any]) -> None:
         fd = os.open(spec["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
-    tmp = tempfile.mkdtemp(prefix=f"lambda-{spec['name']}-")
+    # Each execution environment has its own /tmp; here a private folder that TMPDIR and
+    # ``tempfile`` point to, removed with the environment.
+    tmp = spec["tmp"]
     os.environ.update(spec["environment"])
     os.environ.update(
         {
@@ -159,6 +162,7 @@ class _Worker:
         parent, child = _CTX.Pipe()
         self.conn = parent
         stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+        self.tmp = tempfile.mkdtemp(prefix=f"lambda-{spec.name}-")
         self.spec_dict = {
             "name": spec.name,
             "arn": spec.arn,
@@ -167,6 +171,7 @@ class _Worker:
             "memory": spec.memory,
             "log_stream": stream,
             "log_path": str(spec.log_path) if spec.log_path else None,
+            "tmp": self.tmp,
         }
         self.proc = _CTX.Process(target=_worker_main, args=(child, self.spec_dict), daemon=True)
         self.proc.start()
@@ -198,6 +203,7 @@ class _Worker:
             self.proc.kill()
         self.proc.join(timeout=5)
         self.conn.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def close(self) -> None:
         try:
@@ -208,6 +214,7 @@ class _Worker:
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(timeout=2)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class FunctionRuntime:
@@ -223,11 +230,16 @@ class FunctionRuntime:
         self.cold_starts = 0
         self.invocations = 0
         self.timeouts = 0
-        for _ in range(provisioned):
-            w = _Worker(spec)
-            w.wait_ready(30)
-            self._idle.append(w)
-            self._all.append(w)
+        self.provisioned = provisioned
+        # Provisioned concurrency: environments started and initialised before the first event,
+        # all at once, so their invocations are warm from the start.
+        started = [_Worker(spec) for _ in range(provisioned)]
+        for w in started:
+            if w.wait_ready(max(10.0, spec.timeout)):
+                self._idle.append(w)
+                self._all.append(w)
+            else:
+                w.kill()
 
     def _acquire(self) -> tuple[_Worker, bool]:
         with self._cv:

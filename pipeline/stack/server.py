@@ -83,6 +83,18 @@ def _patch_moto_kinesis() -> None:
             return None, records, behind
         return compose_shard_iterator(stream_name, shard, last), records, behind
 
+    from moto.awslambda.models import EventSourceMapping
+
+    original_configuration = EventSourceMapping.get_configuration
+
+    def get_configuration(self: Any) -> dict[str, Any]:
+        # moto stores an AT_TIMESTAMP mapping's StartingPositionTimestamp but never returns it.
+        conf = dict(original_configuration(self))
+        if getattr(self, "starting_position_timestamp", None) is not None:
+            conf["StartingPositionTimestamp"] = self.starting_position_timestamp
+        return conf
+
+    EventSourceMapping.get_configuration = get_configuration  # type: ignore[method-assign]
     Stream.get_shard_for_key = get_shard_for_key  # type: ignore[method-assign]
     Stream.split_shard = split_shard  # type: ignore[method-assign]
     Stream.merge_shards = merge_shards  # type: ignore[method-assign]
