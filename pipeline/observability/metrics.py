@@ -46,16 +46,18 @@ BATCH_METRICS: dict[str, tuple[str, str]] = {
     "ddb_requests": ("DynamoDBRequests", "Count"),
 }
 
-# Producer statistics (``KinesisProducer.stats``) → (metric name, unit).
+# Producer counters (``KinesisProducer.stats``, cumulative) → (metric name, unit); emitted as deltas.
 PRODUCER_METRICS: dict[str, tuple[str, str]] = {
     "user_records": ("UserRecords", "Count"),
+    "stored": ("UserRecordsStored", "Count"),
+    "failed": ("UserRecordsFailed", "Count"),
+    "expired": ("UserRecordsExpired", "Count"),
     "kinesis_records": ("KinesisRecordsPut", "Count"),
     "bytes": ("BytesPut", "Bytes"),
     "requests": ("PutRecordsRequests", "Count"),
     "retries": ("Retries", "Count"),
     "throttles": ("Throttles", "Count"),
-    "failed": ("UserRecordsFailed", "Count"),
-    "buffered_ms": ("BufferedTime", "Milliseconds"),
+    "mispredicted": ("ShardMispredictions", "Count"),
 }
 
 # Valid EMF units (CloudWatch's StandardUnit values).
@@ -165,7 +167,8 @@ def producer_metrics(
 
     ``stats`` are cumulative (``KinesisProducer.stats``); pass the previously emitted snapshot as
     ``since`` when emitting periodically, so each document holds only its own interval's counts.
-    Dimension: ``stream``.
+    ``BufferedTime`` is the mean wait of a stored record in the interval; ``BufferedTimeMax`` the
+    longest since the producer started. Dimension: ``stream``.
     """
     p = _provider({"stream": stream or os.environ.get("PIPELINE_STREAM", "pipeline-events")})
     for key, (name, unit) in PRODUCER_METRICS.items():
@@ -173,10 +176,19 @@ def producer_metrics(
             continue
         value = float(stats[key]) - float((since or {}).get(key, 0))
         p.add_metric(name=name, unit=unit, value=value)
-    user = float(stats.get("user_records", 0)) - float((since or {}).get("user_records", 0))
-    kin = float(stats.get("kinesis_records", 0)) - float((since or {}).get("kinesis_records", 0))
+
+    def delta(key: str) -> float:
+        return float(stats.get(key, 0)) - float((since or {}).get(key, 0))
+
+    user, kin = delta("user_records"), delta("kinesis_records")
     if kin > 0:
         p.add_metric(name="AggregationRatio", unit="None", value=user / kin)
+    # ``buffered_ms`` sums every stored record's wait; the KPL reports the mean per record.
+    stored = delta("stored") if "stored" in stats else user
+    if "buffered_ms" in stats and stored > 0:
+        p.add_metric(name="BufferedTime", unit="Milliseconds", value=delta("buffered_ms") / stored)
+    if "buffered_ms_max" in stats:
+        p.add_metric(name="BufferedTimeMax", unit="Milliseconds", value=float(stats["buffered_ms_max"]))
     return _emit(p, out)
 
 

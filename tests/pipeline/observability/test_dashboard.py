@@ -14,7 +14,8 @@ def _emitted() -> dict[str, set[str]]:
     buf = io.StringIO()
     counters = {k: 1 for k in metrics.BATCH_METRICS}
     metrics.batch_metrics("lake-writer", "s", counters, 1.0, 1.0, record_age_ms=1.0, out=buf)
-    metrics.producer_metrics({k: 2 for k in metrics.PRODUCER_METRICS}, stream="pipeline-events", out=buf)
+    stats = {k: 2 for k in metrics.PRODUCER_METRICS} | {"buffered_ms": 10.0, "buffered_ms_max": 9.0}
+    metrics.producer_metrics(stats, stream="pipeline-events", out=buf)
     out: dict[str, set[str]] = {}
     for line in buf.getvalue().splitlines():
         rec = metrics.parse(json.loads(line))

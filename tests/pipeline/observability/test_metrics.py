@@ -101,19 +101,27 @@ def test_batch_metrics_is_one_valid_emf_line_with_the_consumer_dimension() -> No
 def test_producer_metrics_are_valid_emf_and_count_only_their_interval() -> None:
     earlier = {
         "user_records": 1_000,
+        "stored": 1_000,
         "kinesis_records": 20,
         "bytes": 50_000,
         "requests": 2,
         "retries": 1,
         "throttles": 1,
+        "buffered_ms": 40_000.0,
+        "buffered_ms_max": 90.0,
     }
     now = {
+        **earlier,
         "user_records": 3_000,
+        "stored": 2_990,
+        "failed": 10,
         "kinesis_records": 60,
         "bytes": 150_000,
         "requests": 5,
         "retries": 4,
         "throttles": 3,
+        "buffered_ms": 139_500.0,
+        "buffered_ms_max": 120.0,
         "elapsed": 2.5,
         "last_positions": {"shardId-000000000000": (1, 2)},
     }
@@ -125,14 +133,19 @@ def test_producer_metrics_are_valid_emf_and_count_only_their_interval() -> None:
     assert rec.dimensions == {"stream": "pipeline-events"}
     assert rec.values == {
         "UserRecords": 2_000,
+        "UserRecordsStored": 1_990,
+        "UserRecordsFailed": 10,
         "KinesisRecordsPut": 40,
         "BytesPut": 100_000,
         "PutRecordsRequests": 3,
         "Retries": 3,
         "Throttles": 2,
         "AggregationRatio": 50,
+        "BufferedTime": 50,  # 99,500 ms of waiting over 1,990 stored records
+        "BufferedTimeMax": 120,
     }
     assert rec.units["BytesPut"] == "Bytes" and rec.units["AggregationRatio"] == "None"
+    assert rec.units["BufferedTime"] == "Milliseconds"
 
 
 def test_metrics_can_be_switched_off_with_the_powertools_variable(monkeypatch: pytest.MonkeyPatch) -> None:
