@@ -266,6 +266,14 @@ class FunctionRuntime:
             if worker in self._all:
                 self._all.remove(worker)
 
+    def _log(self, line: str) -> None:
+        """Write a line of the runtime's own to the function's log, as Lambda does."""
+        if self.spec.log_path is None:
+            return
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        with open(self.spec.log_path, "a") as f:
+            f.write(f"{stamp}Z {line}\n")
+
     def invoke(self, event: Any) -> Invocation:
         """Run the handler on ``event`` in a worker and wait for the outcome."""
         worker, cold = self._acquire()
@@ -288,6 +296,7 @@ class FunctionRuntime:
                 worker.conn.send((event, request_id, deadline))
                 if not worker.conn.poll(self.spec.timeout):
                     self.timeouts += 1
+                    self._log(f"{request_id} Task timed out after {self.spec.timeout:.2f} seconds")
                     self._discard(worker)
                     worker = None  # type: ignore[assignment]
                     return Invocation(
@@ -302,6 +311,9 @@ class FunctionRuntime:
                     )
                 kind, value = worker.conn.recv()
             except (EOFError, OSError, BrokenPipeError):
+                worker.proc.join(timeout=1)
+                code = worker.proc.exitcode
+                self._log(f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}")
                 self._discard(worker)
                 worker = None  # type: ignore[assignment]
                 return Invocation(

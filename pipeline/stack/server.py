@@ -137,7 +137,9 @@ class Server:
         self._server = make_server(
             host, port, build_app(limits), threaded=True, request_handler=MotoRequestHandler
         )
-        self.host, self.port = self._server.server_address[:2]
+        host_, port_ = self._server.server_address[:2]
+        self.host = host_.decode() if isinstance(host_, bytes) else str(host_)
+        self.port = int(port_)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

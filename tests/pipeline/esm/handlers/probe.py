@@ -39,7 +39,9 @@ def handler(event: dict[str, Any], context: Any) -> None:
             "remaining_ms": context.get_remaining_time_in_millis(),
         },
         "records": len(event["Records"]),
+        "keys": [r["kinesis"]["partitionKey"] for r in event["Records"]],
     }
     print("probe says hello", flush=True)
+    time.sleep(float(os.environ.get("PROBE_SLEEP", "0")))
     with open(OUT / "probe.jsonl", "a") as f:
         f.write(json.dumps(line) + "\n")
