@@ -223,16 +223,26 @@ def cmd_esm_reset(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    logs = sorted((settings.state_dir / "logs").glob("*.log"))
-    if not logs:
+    folder = settings.state_dir / "logs"
+    only = getattr(args, "function", None)
+
+    def wanted() -> list[Path]:
+        return [p for p in sorted(folder.glob("*.log")) if not only or only in p.stem]
+
+    if not wanted() and not args.follow:
         print("no logs yet: run `make up` first")
         return 0
-    files = {p: p.open() for p in logs}
-    for p, f in files.items():
-        lines = f.readlines()[-args.lines :]
-        for line in lines:
+    files: dict[Path, Any] = {}
+    for p in wanted():
+        files[p] = p.open()
+        for line in files[p].readlines()[-args.lines :]:
             sys.stdout.write(f"{p.stem}: {line}")
+    sys.stdout.flush()
     while args.follow:
+        # Functions get their log file on first use: pick up files that appear meanwhile.
+        for p in wanted():
+            if p not in files:
+                files[p] = p.open()
         quiet = True
         for p, f in files.items():
             for line in f.readlines():
@@ -327,6 +337,7 @@ def parser() -> argparse.ArgumentParser:
     common(lg)
     lg.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
     lg.add_argument("--lines", "-n", type=int, default=20, help="lines per file (20)")
+    lg.add_argument("--function", help="only the logs whose name contains this (e.g. state-writer)")
     lg.set_defaults(func=cmd_logs)
 
     from pipeline.observability import report
