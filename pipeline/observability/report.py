@@ -391,7 +391,7 @@ def _plot_latency(run: Run, path: Path) -> None:
         bins = [hi * i / 40 for i in range(41)] if hi > 0 else 10
         for label, ms in series.items():
             p = percentiles(ms)
-            text = f"{label}: p50 {p['p50']:.0f} ms, p99 {p['p99']:.0f} ms"
+            text = f"{label}: p50 {p['p50']:,.0f} ms, p99 {p['p99']:,.0f} ms"
             if label.endswith("(handler)"):
                 ax.hist(ms, bins=bins, alpha=0.5, histtype="stepfilled", label=text)
             else:
