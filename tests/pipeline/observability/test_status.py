@@ -151,3 +151,40 @@ def test_watch_refreshes_in_place_and_ctrl_c_exits_cleanly(
     assert b"shardId-000000000000" in seen and b"Ctrl-C to exit" in seen
     assert proc.returncode == 0, err
     assert b"Traceback" not in err
+
+
+def test_render_shortens_aws_sequence_numbers_and_marks_lower_bounds() -> None:
+    seq = "49654318976612344837722341205843095474452353845284749314"  # 56 digits, as AWS writes them
+    row = status.ConsumerShard(
+        consumer="lake-writer",
+        esm_position=None,
+        checkpoint=(seq, 7),
+        lag_records=20_000,
+        lag_is_lower_bound=True,
+        lag_seconds=5_400.0,
+        records_total=10,
+        throughput=1234.4,
+    )
+    snap = status.Snapshot(
+        taken_at=0.0,
+        endpoint="AWS eu-west-1",
+        stream="prod-events",
+        processes={},
+        shards=(status.ShardStatus("shardId-000000000007", False, seq, False, (row,)),),
+        mappings=(),
+        queues={"pipeline-on-failure-lake-writer": None},
+        quarantined=3,
+        lake_objects=12_000,
+        lake_bytes=3 * 1024**3,
+        lake_is_lower_bound=True,
+        problems=("checkpoints: ResourceNotFoundException: table missing",),
+    )
+    text = status.render(snap)
+    line = next(x for x in text.splitlines() if x.startswith("shardId-000000000007"))
+    assert "(closed)" in line and "≥…" + seq[-17:] in line and f"…{seq[-17:]}/7" in line
+    assert "≥20,000" in line and "1.5 h" in line and "1,234" in line
+    assert seq not in text, "a 56-digit sequence number would push the table off the screen"
+    assert "server" not in text, "no local process lines against AWS"
+    assert "on-failure queue pipeline-on-failure-lake-writer: missing" in text
+    assert "lake: ≥12,000 objects, ≥3.0 GiB" in text and "quarantine: 3 records" in text
+    assert "note: checkpoints: ResourceNotFoundException" in text
