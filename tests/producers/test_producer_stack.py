@@ -210,3 +210,40 @@ def test_cli_missing_file_is_one_line(server: StackProcess, tmp_path: Path, caps
     rc = _cli(server, tmp_path, "whatever", "--from", str(tmp_path / "nope.jsonl"), monkeypatch=monkeypatch)
     err = capsys.readouterr().err
     assert rc == 2 and err.strip() == f"error: --from {tmp_path / 'nope.jsonl'}: no such file"
+
+
+def test_split_shard_under_a_stale_map_loses_nothing(server: StackProcess):
+    """After SplitShard the parent closes and its children take its range
+    (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_SplitShard.html); a producer still
+    holding the old map learns the new one from the first answer naming a shard it did not predict."""
+    settings = make_stream(server, "producer-split", 1)
+    kinesis = aws.client("kinesis", settings)
+    with KinesisProducer(settings.stream_name, settings, shard_map_refresh_interval=3600) as producer:
+        before = [producer.put(b"before-%d" % i, f"k{i}") for i in range(300)]
+        producer.flush()
+        kinesis.split_shard(
+            StreamName=settings.stream_name,
+            ShardToSplit="shardId-000000000000",
+            NewStartingHashKey=str(2**127),
+        )
+        kinesis.get_waiter("stream_exists").wait(StreamName=settings.stream_name, WaiterConfig={"Delay": 0.1})
+        after = [producer.put(b"after-%d" % i, f"k{i}") for i in range(300)]
+    assert producer.stats["mispredicted"] >= 1 and producer.stats["shard_map_refreshes"] >= 1
+    assert producer.stats["failed"] == 0
+    ranges = {
+        s["ShardId"]: (int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"]))
+        for s in kinesis.list_shards(StreamName=settings.stream_name)["Shards"]
+    }
+    stored = read_stream(settings)
+    where: dict[bytes, set] = {}
+    for shard_id, records in stored.items():
+        for r in records:
+            for sub, u in enumerate(kpl.deaggregate(r["Data"], r["PartitionKey"])):
+                where.setdefault(u.data, set()).add((shard_id, r["SequenceNumber"], sub))
+    for i, fut in enumerate(after):
+        res = fut.result()
+        lo, hi = ranges[res.shard_id]
+        assert res.shard_id != "shardId-000000000000"
+        assert lo <= hash_key(f"k{i}") <= hi
+        assert (res.shard_id, res.sequence_number, res.sub_sequence) in where[b"after-%d" % i]
+    assert all(f.result().shard_id == "shardId-000000000000" for f in before)
