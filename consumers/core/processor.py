@@ -33,7 +33,7 @@ from consumers.core.event_ids import BatchDedupe, EventIdFilter
 from consumers.core.quarantine import Quarantine
 from consumers.core.records import Batch
 from consumers.core.sink import PartialWrite, Sink
-from pipeline.codecs.positions import SEQ_WIDTH
+from pipeline.codecs.positions import SEQ_WIDTH, SUB_WIDTH
 
 log = logging.getLogger("consumers")
 
@@ -108,6 +108,14 @@ class BatchProcessor:
         decoded, poison = self.decoder.decode(raw_records)
         stats = BatchStats(records_in=len(decoded) + len(poison))
         every = [r.position for r in decoded] + [p.position for p in poison]
+        # A Kinesis record may hold no user record at all (an empty aggregate): it still moves the
+        # checkpoint, at its sequence number, or its batch could never complete.
+        carried = {r.sequence_number for r in decoded} | {p.sequence_number for p in poison}
+        every += [
+            f"{int(seq):0{SEQ_WIDTH}d}.{0:0{SUB_WIDTH}d}"
+            for seq in (r["kinesis"]["sequenceNumber"] for r in raw_records)
+            if seq not in carried
+        ]
         batch_last = max(every) if every else None
         if floor is not None:
             fresh = [r for r in decoded if r.position > floor]

@@ -157,3 +157,17 @@ def test_the_sample_kinesis_event_from_the_lambda_docs_is_quarantined_not_a_cras
         assert cp.position == encode_position("49590338271490256608559692540925702759324208523137515618", 0)
     assert lake_event_ids(env, names[0]) == {}
     assert state(env) == {}
+
+
+def test_an_aggregate_holding_no_user_record_still_moves_the_checkpoint(
+    env: Settings, names: tuple[str, str]
+) -> None:
+    event = generate(1, seed=30).__next__()
+    records = put_records(env, [("k", kpl.MAGIC + hashlib.md5(b"").digest()), ("k", avro(event))])
+    shard = shard_id(env)
+    lake = names[0]
+    processor = build_processor(env, lake)
+    assert processor.process(lambda_event(env, records[:1], shard)) == {"batchItemFailures": []}
+    assert checkpoint(env, lake, shard).position == encode_position(records[0]["SequenceNumber"], 0)
+    assert processor.process(lambda_event(env, records, shard)) == {"batchItemFailures": []}
+    assert lake_event_ids(env, lake) == {event["event_id"]: 1}
