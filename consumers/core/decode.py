@@ -189,8 +189,13 @@ class Decoder:
                 tag = raw[pos]
                 ln = raw[pos + 1]
                 pos += 2
-                if ln >= 0x80:
-                    ln, pos = _varint(raw, pos - 1, end)
+                if ln >= 0x80:  # records of 128 B-16 KiB: two bytes, read inline
+                    b2 = raw[pos]
+                    if b2 < 0x80:
+                        ln = (ln & 0x7F) | (b2 << 7)
+                        pos += 1
+                    else:
+                        ln, pos = _varint(raw, pos - 1, end)
                 stop = pos + ln
                 if stop > end:
                     return False
