@@ -160,6 +160,14 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
         "--batch-size", type=_positive, default=1000, metavar="N", help="records per invocation (1000)"
     )
     run.add_argument(
+        "--parallel",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="shards replayed at once into consumers, each with its own worker (1; order always holds "
+        "within a shard; more helps against AWS, not on a small machine running the local stack)",
+    )
+    run.add_argument(
         "--restart", action="store_true", help="ignore the saved cursor and start the range again"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -301,7 +309,13 @@ def _run_history(
         overrides = {c: version.environment(c) for c in consumers} if version else {}
         targets = list(
             local_consumers(
-                settings, clients["lambda"], consumers, overrides, stream_arn, settings.state_dir / "logs"
+                settings,
+                clients["lambda"],
+                consumers,
+                overrides,
+                stream_arn,
+                settings.state_dir / "logs",
+                concurrency=min(args.parallel, max(len(shard_ids), 1)),
             )
         )
     for n in notes:
@@ -322,7 +336,12 @@ def _run_history(
     if cursor.resumed:
         print(f"resuming from cursor {cursor.path}", file=out)
     replay = Replay(
-        args.batch_size, args.rate, _progress(args), Ledger(clients["dynamodb"], settings.checkpoint_table)
+        args.batch_size,
+        args.rate,
+        _progress(args),
+        Ledger(clients["dynamodb"], settings.checkpoint_table),
+        # Into a stream, shards go one at a time: they share one producer and its flushes.
+        parallel=1 if args.to_stream else args.parallel,
     )
     started = time.monotonic()
     try:
@@ -349,7 +368,7 @@ def _run_history(
     ]
     rows += _consumer_rows(replay, targets)
     rows += [
-        ("elapsed", f"{elapsed:,.1f} s ({totals.records / max(elapsed, 1e-9):,.0f} records/s)"),
+        ("elapsed", _speed(elapsed, totals.records, replay, targets)),
         ("cursor", f"{cursor.path} ({'complete' if cursor.complete else 'the same command continues'})"),
     ]
     if version is not None:
@@ -357,6 +376,19 @@ def _run_history(
     rows += [("warning", w) for w in totals.warnings]
     _print_summary(rows, out)
     return 0
+
+
+def _speed(elapsed: float, records: int, replay: Any, targets: list[Any]) -> str:
+    """Elapsed time, Kinesis records/s and user records (events)/s."""
+    # Aggregated Kinesis records hold many events; the consumers' counters say how many.
+    events = max(
+        [c["records_in"] for c in replay.ledger.deltas().values()] if replay.ledger else [], default=0
+    )
+    events = max([events] + [getattr(t, "user_records", 0) for t in targets])
+    line = f"{elapsed:,.1f} s ({records / max(elapsed, 1e-9):,.0f} Kinesis records/s"
+    if events:
+        line += f", {events / max(elapsed, 1e-9):,.0f} events/s"
+    return line + ")"
 
 
 def _version_line(version: Any) -> str:
@@ -542,7 +574,7 @@ def _run_dlq(
         ),
     ]
     rows += _consumer_rows(replay, [])
-    rows.append(("elapsed", f"{elapsed:,.1f} s ({totals.records / max(elapsed, 1e-9):,.0f} records/s)"))
+    rows.append(("elapsed", _speed(elapsed, totals.records, replay, [])))
     rows += [("kept", k) for k in totals.messages_kept]
     _print_summary(rows, out)
     return 0

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,38 +91,92 @@ class Replay:
         rate: float = 0.0,
         progress: Progress | None = None,
         ledger: Ledger | None = None,
+        parallel: int = 1,
     ) -> None:
         # A batch never holds more than a second's worth of the rate, so the limit stays smooth.
         self.batch_size = max(1, min(batch_size, int(rate) if rate >= 1 else batch_size))
         self.limit = RateLimit(rate)
         self.progress = progress or Progress(enabled=False)
         self.ledger = ledger
+        self.parallel = max(1, parallel)
         self.totals = Totals()
         self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._fractions: dict[str, float] = {}
 
     def _deliver(self, targets: Sequence[Target], shard_id: str, batch: list[RawRecord]) -> None:
-        self.limit.wait(len(batch))
-        if self.ledger is not None:
-            for t in targets:
-                ns = getattr(t, "namespace", None)
-                if ns:
-                    self.ledger.touch(getattr(t, "consumer", t.name), ns, shard_id)
-        if len(targets) == 1:
+        with self._lock:
+            self.limit.wait(len(batch))
+            if self.ledger is not None:
+                for t in targets:
+                    ns = getattr(t, "namespace", None)
+                    if ns:
+                        self.ledger.touch(getattr(t, "consumer", t.name), ns, shard_id)
+            if len(targets) > 1 and self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=len(targets) * self.parallel, thread_name_prefix="replay-target"
+                )
+        if len(targets) == 1 or self._pool is None:
             targets[0].deliver(shard_id, batch)
         else:
             # Consumers are independent (own checkpoints, own sinks): feed them side by side.
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="replay")
             futures = [self._pool.submit(t.deliver, shard_id, batch) for t in targets]
             errors = [f.exception() for f in futures]
             for e in errors:
                 if e is not None:
                     raise e
-        self.totals.records += len(batch)
-        self.totals.batches += 1
         archived = sum(1 for r in batch if r.origin == "archive")
-        self.totals.from_archive += archived
-        self.totals.from_stream += len(batch) - archived
+        with self._lock:
+            self.totals.records += len(batch)
+            self.totals.batches += 1
+            self.totals.from_archive += archived
+            self.totals.from_stream += len(batch) - archived
+
+    def _report(self, shard_id: str, records: int, fraction: float, shards: int) -> None:
+        with self._lock:
+            self._fractions[shard_id] = min(max(fraction, 0.0), 1.0)
+            self.progress.update(records, sum(self._fractions.values()) / max(shards, 1))
+
+    def _shard(
+        self,
+        history: History,
+        shard_id: str,
+        rng: Range,
+        targets: Sequence[Target],
+        cursor: Cursor,
+        end_time: float,
+        final: bool,
+        shards: int,
+    ) -> None:
+        with self._lock:
+            after = cursor.after(shard_id)
+        plan = history.plan(shard_id, rng, after)
+        with self._lock:
+            self.totals.shards += 1
+            if plan.gap:
+                self.totals.warnings.append(
+                    f"{shard_id}: the range starts at sequence {plan.wanted_from}, the stream at "
+                    f"{plan.stream_start}, and the archive holds nothing in between; those records are gone"
+                )
+        first: float | None = None
+        for batch in batches(history.read(plan, rng, after), self.batch_size):
+            if self._stop.is_set():
+                return
+            self._deliver(targets, shard_id, batch)
+            with self._lock:
+                cursor.advance(shard_id, batch[-1].sequence_number)
+            first = batch[0].arrival if first is None else first
+            span = end_time - first
+            self._report(
+                shard_id, len(batch), (batch[-1].arrival - first) / span if span > 0 else 0.0, shards
+            )
+        if self._stop.is_set():
+            return
+        with self._lock:
+            if final:
+                cursor.finish(shard_id)
+        self._report(shard_id, 0, 1.0, shards)
 
     def history(
         self,
@@ -131,34 +186,40 @@ class Replay:
         targets: Sequence[Target],
         cursor: Cursor,
     ) -> Totals:
-        """Deliver every shard's range to every target, saving the cursor after each batch."""
+        """Deliver every shard's range to every target, saving the cursor after each batch.
+
+        Shards are independent (ordering holds within a shard), so up to ``parallel`` run at once.
+        """
         started = time.time()
         end_time = rng.to_time if rng.to_time is not None else started
         # A range that ends in the past is final once read; an open one continues on the next run.
         final = rng.bounded and (rng.to_time is None or rng.to_time < started)
-        n = max(len(shard_ids), 1)
-        for i, shard_id in enumerate(shard_ids):
-            if shard_id in cursor.finished:
-                continue
-            after = cursor.after(shard_id)
-            plan = history.plan(shard_id, rng, after)
-            if plan.gap:
-                self.totals.warnings.append(
-                    f"{shard_id}: the stream starts at sequence {plan.stream_start} and the archive holds "
-                    f"nothing of the range before it; those records are gone"
-                )
-            self.totals.shards += 1
-            first: float | None = None
-            for batch in batches(history.read(plan, rng, after), self.batch_size):
-                self._deliver(targets, shard_id, batch)
-                cursor.advance(shard_id, batch[-1].sequence_number)
-                first = batch[0].arrival if first is None else first
-                span = end_time - first
-                within = (batch[-1].arrival - first) / span if span > 0 else 0.0
-                self.progress.update(len(batch), (i + min(within, 1.0)) / n)
-            if final:
-                cursor.finish(shard_id)
-            self.progress.update(0, (i + 1) / n)
+        todo = [s for s in shard_ids if s not in cursor.finished]
+        for s in shard_ids:
+            if s in cursor.finished:
+                self._fractions[s] = 1.0
+        args = (rng, targets, cursor, end_time, final, len(shard_ids))
+        if self.parallel == 1 or len(todo) <= 1:
+            for shard_id in todo:
+                self._shard(history, shard_id, *args)
+        else:
+            pool = ThreadPoolExecutor(
+                max_workers=min(self.parallel, len(todo)), thread_name_prefix="replay-shard"
+            )
+            try:
+                futures = [pool.submit(self._shard, history, shard_id, *args) for shard_id in todo]
+                for f in as_completed(futures):
+                    f.result()
+            except BaseException:
+                # First error or Ctrl-C: in-flight batches end (their cursor is saved), no new ones start.
+                self._stop.set()
+                for t in targets:
+                    cancel = getattr(t, "cancel", None)
+                    if cancel is not None:
+                        cancel()
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         if final:
             cursor.mark_complete()
         return self.totals

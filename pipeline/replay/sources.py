@@ -281,6 +281,7 @@ class ShardPlan:
     archive_objects: int  # archive objects overlapping the part the stream no longer has
     use_archive: bool
     use_stream: bool
+    wanted_from: int | None = None  # first sequence number the range asks for, if it says
 
     def describe(self) -> str:
         """One line for --dry-run."""
@@ -297,8 +298,15 @@ class ShardPlan:
 
     @property
     def gap(self) -> bool:
-        """True when part of the range is neither in the stream nor in the archive."""
-        return self.use_archive and self.archive_objects == 0 and self.stream_start is not None
+        """True when the range asks for records below the stream's start that the archive lacks."""
+        # Without a lower bound nobody can tell whether the shard ever held more than it does.
+        return (
+            self.use_archive
+            and self.archive_objects == 0
+            and self.stream_start is not None
+            and self.wanted_from is not None
+            and self.wanted_from < self.stream_start
+        )
 
 
 class History:
@@ -346,7 +354,7 @@ class History:
                 f"shard {shard_id} is not in stream {self.stream.stream_name}; "
                 f"choose one of {', '.join(sorted(self.stream_shards())) or '(none)'}"
             )
-        return ShardPlan(shard_id, in_stream, start, objects, use_archive, use_stream)
+        return ShardPlan(shard_id, in_stream, start, objects, use_archive, use_stream, lo)
 
     def read(self, plan: ShardPlan, rng: Range, after: int | None = None) -> Iterator[list[RawRecord]]:
         """The shard's records in ``rng`` after ``after``, archive part first."""

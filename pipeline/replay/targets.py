@@ -9,6 +9,7 @@ function's environment variables, which is how a reprocess points it at a new ou
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -94,6 +95,11 @@ class _ConsumerTarget:
         self.region = region
         self.role_arn = role_arn
         self.invocations = 0
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop retrying: the replay is being interrupted."""
+        self.cancelled.set()
 
     def _call(self, event: dict[str, Any]) -> tuple[bool, Any, dict[str, Any] | None]:
         raise NotImplementedError
@@ -119,7 +125,7 @@ class _ConsumerTarget:
                 return
             tries = 1 if failed > 0 else tries + 1
             pending = pending[failed:]
-            if tries >= self.attempts:
+            if tries >= self.attempts or self.cancelled.is_set():
                 what = (
                     f"{error.get('errorType')}: {error.get('errorMessage')}"
                     if error
@@ -180,8 +186,11 @@ class LocalConsumer(_ConsumerTarget):
         role_arn: str = "",
         log_dir: Path | None = None,
         timeout: int = 300,
+        concurrency: int = 1,
     ) -> None:
         super().__init__(stream_arn, region, role_arn)
+        self.concurrency = max(1, concurrency)
+        self._lock = threading.Lock()
         self.consumer = consumer
         self.namespace = environment.get("PIPELINE_CONSUMER", consumer)
         self.name = consumer if self.namespace == consumer else f"{consumer} as {self.namespace}"
@@ -194,6 +203,10 @@ class LocalConsumer(_ConsumerTarget):
     @property
     def runtime(self) -> FunctionRuntime:
         """The worker pool, started on first use (a dry run never starts it)."""
+        with self._lock:
+            return self._start()
+
+    def _start(self) -> FunctionRuntime:
         if self._runtime is None:
             if self.log_path:
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -206,7 +219,7 @@ class LocalConsumer(_ConsumerTarget):
                 memory=1024,
                 log_path=self.log_path,
             )
-            self._runtime = FunctionRuntime(spec, concurrency=1)
+            self._runtime = FunctionRuntime(spec, concurrency=self.concurrency)
         return self._runtime
 
     def _call(self, event: dict[str, Any]) -> tuple[bool, Any, dict[str, Any] | None]:
@@ -322,6 +335,7 @@ def local_consumers(
     overrides: Mapping[str, Mapping[str, str]],
     stream_arn: str,
     log_dir: Path | None,
+    concurrency: int = 1,
 ) -> list[LocalConsumer]:
     """One local target per consumer, configured as its deployed function plus ``overrides``."""
     out = []
@@ -330,5 +344,6 @@ def local_consumers(
         config = deployed_configuration(lam, function_name(settings, c)) or {}
         deployed = (config.get("Environment") or {}).get("Variables") or {}
         env = consumer_environment(settings, c, deployed, overrides.get(c, {}))
-        out.append(LocalConsumer(c, env, stream_arn, settings.region, str(config.get("Role", "")), log_dir))
+        role = str(config.get("Role", ""))
+        out.append(LocalConsumer(c, env, stream_arn, settings.region, role, log_dir, concurrency=concurrency))
     return out

@@ -189,3 +189,25 @@ def test_progress_line_shows_records_rate_and_eta() -> None:
     p.finish()
     line = out.getvalue().strip().split("\r")[-1]
     assert "500 records" in line and "/s" in line and "ETA 0:00:" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--reprocess"], "--reprocess needs --output-version"),
+        (["--output-version", "v2"], "only apply with --reprocess"),
+        (["--from-sequence", "9", "--to-sequence", "3"], "--from-sequence 9 is after --to-sequence 3"),
+        (["--to-stream", "x", "--reprocess", "--output-version", "v2"], "--to-stream replaces the consumers"),
+        (["--source", "dlq", "--shard", "shardId-000000000000"], "--source dlq replays the ranges"),
+        (["--reprocess", "--output-version", "v1"], "is (inside) the current version"),
+    ],
+)
+def test_bad_requests_are_one_readable_line(
+    args: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    # Refused before any AWS call: nothing listens on this port.
+    assert main(["replay", "--port", "9", "--state-dir", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err and err.startswith("error: ")
