@@ -135,7 +135,7 @@ class StreamReader:
                 continue
             page = [from_get_records(shard_id, r) for r in resp["Records"]]
             iterator = resp.get("NextShardIterator")
-            out = []
+            out: list[RawRecord] = []
             for r in page:
                 if last is not None and r.seq <= last:
                     continue
@@ -257,7 +257,7 @@ class ArchiveReader:
             # below it is final: emit it in order and keep only the rest in memory.
             nxt = objs[i + 1].first if i + 1 < len(objs) else None
             ready = sorted(s for s in pending if nxt is None or s < nxt)
-            out = []
+            out: list[RawRecord] = []
             for s in ready:
                 r = pending.pop(s)
                 done = s
