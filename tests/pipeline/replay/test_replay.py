@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -149,6 +151,11 @@ def test_an_on_failure_message_replays_its_batch_and_is_deleted(
     shard_ids = Counter(str(e["event_id"]) for e in events_of(as_lambda(s, shard, records, arn)))
     missing = Counter(str(e["event_id"]) for e in events_of(as_lambda(s, shard, failed, arn)))
     assert lake_ids(s) == shard_ids - missing  # the failed batch is not in the lake
+    lake = lake_snapshot(s)
+
+    assert replay(s, "--source", "dlq", "--consumer", "lake-writer", "--dry-run") == 0
+    assert "queue pipeline-on-failure-lake-writer: about 1 message(s)" in capsys.readouterr().out
+    assert lake_snapshot(s) == lake  # the dry run wrote nothing and kept the message:
 
     assert replay(s, "--source", "dlq", "--consumer", "lake-writer") == 0
     out = capsys.readouterr().out
@@ -289,3 +296,39 @@ def test_shards_replayed_in_parallel_arrive_once_each_and_in_order(stack2: Setti
     )
 
     assert target.got == expected
+
+
+def arrival(record: dict[str, Any]) -> float:
+    return float(record["ApproximateArrivalTimestamp"].timestamp())
+
+
+def test_a_time_range_replays_only_what_arrived_within_it(stack2: Settings) -> None:
+    s = stack2
+    produce(s, 40, seed=500, quiet=True)
+    since = time.time()
+    during = produce(s, 40, seed=501, quiet=True)
+    until = time.time()
+    produce(s, 40, seed=502, quiet=True)
+    history = History(StreamReader(aws.client("kinesis", s), s.stream_name), None)
+    shard_ids = history.shard_ids()
+    arrived = {sh: [r for r in shard_records(s, sh) if since <= arrival(r) <= until] for sh in shard_ids}
+    assert sum(len(v) for v in arrived.values()) == during["kinesis_records"]
+
+    got: dict[str, list[str]] = {sh: [] for sh in shard_ids}
+
+    class Recording:
+        name = "recording"
+
+        def deliver(self, shard_id: str, records: list[RawRecord]) -> None:
+            got[shard_id] += [r.sequence_number for r in records]
+
+        def describe(self) -> str:
+            return self.name
+
+        def close(self) -> None:
+            pass
+
+    rng = Range(from_time=since, to_time=until)
+    Replay().history(history, shard_ids, rng, [Recording()], Cursor.open(s.state_dir, {"test": "time"}))
+
+    assert got == {sh: [r["SequenceNumber"] for r in recs] for sh, recs in arrived.items()}
