@@ -97,6 +97,7 @@ def run_baseline(keys: list[str], data: bytes) -> tuple[float, list[tuple[int, i
 
 
 def aggregation(quick: bool) -> tuple[list[str], bool]:
+    """Section 1 + 2: throughput and fill, ours vs the baseline, four cases."""
     lines = []
     ok = True
     lines.append(
@@ -149,6 +150,7 @@ def aggregation(quick: bool) -> tuple[list[str], bool]:
 
 # -- 3: requests per 100k -----------------------------------------------------------------------
 def requests_per_100k(shard_count: int) -> tuple[list[str], bool]:
+    """Section 3: PutRecords calls for 100,000 records of 100 B into ``shard_count`` shards."""
     from producers.producer import KinesisProducer
     from producers.shard_map import ShardRange, hash_key
 
@@ -228,6 +230,7 @@ class StackServer:
         raise RuntimeError("stack server did not start within 30 s")
 
     def banner(self) -> str:
+        """The server's first log line (it says whether the Kinesis limits are on)."""
         for _ in range(50):
             text = self.log.read_text().strip()
             if text:
@@ -236,6 +239,7 @@ class StackServer:
         return "(no banner)"
 
     def stop(self) -> None:
+        """Terminate the server and wait for it."""
         self.proc.terminate()
         try:
             self.proc.wait(timeout=10)
@@ -275,6 +279,7 @@ def _read_back(settings: Any) -> list[tuple[str, bytes]]:
 
 
 def stack_run(seconds: float, **options: Any) -> tuple[list[str], bool]:
+    """Section 4: one shard of the embedded stack fed for ``seconds``, then read back."""
     from pipeline import aws
     from pipeline.settings import Settings
     from producers.producer import KinesisProducer
