@@ -163,7 +163,7 @@ class EsmRunner:
         self.state_dir = state_dir or settings.state_dir
         self.kinesis = aws.client("kinesis", settings)
         self.lam = aws.client("lambda", settings)
-        self.sqs = aws.client("sqs", settings)
+        self._sqs: Any = None
         self.positions = PositionStore(self.state_dir / "esm")
         self.log_dir = self.state_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -179,6 +179,13 @@ class EsmRunner:
         self._lock = threading.Lock()
         self._schedule_lock = threading.Lock()
         self.drain_since = 0.0
+
+    @property
+    def sqs(self) -> Any:
+        """The SQS client for on-failure destinations, made on first use."""
+        if self._sqs is None:
+            self._sqs = aws.client("sqs", self.settings)
+        return self._sqs
 
     # -- set-up ---------------------------------------------------------------------------
     def load_mappings(self) -> list[Mapping]:
@@ -371,18 +378,20 @@ class EsmRunner:
         while queue and not self.stop_event.is_set():
             records = queue.pop(0)
             attempts = 0
+            last_error: str | None = None
             while records:
                 if self.stop_event.is_set():
                     return last_ok
                 if mp.max_record_age >= 0 and _age(records[0]) > mp.max_record_age:
                     # Records past the maximum age are not sent to the function again.
                     old = [r for r in records if _age(r) > mp.max_record_age]
-                    self._discard(mp, shard_id, old, "RecordAgeExceeded", attempts, None)
+                    self._discard(mp, shard_id, old, "RecordAgeExceeded", attempts, last_error)
                     done(old)
                     records = records[len(old) :]
                     continue
                 result = self._invoke(mp, shard_id, records, extra)
                 attempts += 1
+                last_error = None if result.ok else str((result.error or {}).get("errorType", "Unhandled"))
                 st.batches += 1
                 failed_at = self._failed_index(mp, records, result)
                 if failed_at is None:
@@ -740,10 +749,25 @@ class ShardConsumer:
                     self._final_invoke(tw)
                 return
             try:
-                if tw is None:
-                    self.runner.deliver(mp, self.shard_id, batch, self.complete)
-                else:
-                    self._deliver_windowed(tw, batch)
+                while not self.stop_event.is_set():
+                    try:
+                        if tw is None:
+                            self.runner.deliver(mp, self.shard_id, batch, self.complete)
+                        else:
+                            self._deliver_windowed(tw, batch)
+                        break
+                    except Exception as exc:  # e.g. the stack restarting: keep the batch, try again
+                        log.warning(
+                            json.dumps(
+                                {
+                                    "msg": "delivery error",
+                                    "function": mp.function_name,
+                                    "shard": self.shard_id,
+                                    "error": repr(exc),
+                                }
+                            )
+                        )
+                        self.stop_event.wait(1.0)
             finally:
                 last_done = time.monotonic()
                 with self.cond:

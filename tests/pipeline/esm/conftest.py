@@ -26,6 +26,17 @@ WINDOW = "tests.pipeline.esm.handlers.window.handler"
 PROBE = "tests.pipeline.esm.handlers.probe.handler"
 
 
+_clients: dict[tuple[str, str | None], Any] = {}
+
+
+def _client(service: str, settings: Settings) -> Any:
+    """boto3 clients are thread-safe and slow to make: one per service and server for all tests."""
+    key = (service, settings.endpoint_url)
+    if key not in _clients:
+        _clients[key] = aws.client(service, settings)
+    return _clients[key]
+
+
 def _zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
@@ -40,14 +51,14 @@ class Esm:
         self.settings = settings
         self.out = out
         self.tag = tag
-        self.kinesis = aws.client("kinesis", settings)
-        self.lam = aws.client("lambda", settings)
-        self.sqs = aws.client("sqs", settings)
+        self.kinesis = _client("kinesis", settings)
+        self.lam = _client("lambda", settings)
+        self.sqs = _client("sqs", settings)
         self.stream = f"{tag}-stream"
         self.kinesis.create_stream(StreamName=self.stream, ShardCount=shards)
         desc = self.kinesis.describe_stream_summary(StreamName=self.stream)["StreamDescriptionSummary"]
         self.stream_arn = desc["StreamARN"]
-        iam = aws.client("iam", settings)
+        iam = _client("iam", settings)
         self.role_arn = iam.create_role(
             RoleName=f"{tag}-role",
             AssumeRolePolicyDocument=json.dumps(

@@ -32,15 +32,23 @@ def test_a_failing_batch_is_retried_until_its_records_are_too_old(esm: Esm) -> N
     """AWS: "If the function is invoked but returns an error, Lambda retries until the records
     expire, exceed the maximum age (MaximumRecordAgeInSeconds), or reach the configured retry
     quota" (kinesis-on-failure-destination)."""
+    url, arn = esm.queue("age-retry-dlq")
     fn = esm.function("age-retry")
-    esm.mapping(fn, BatchSize=1, MaximumRecordAgeInSeconds=3, MaximumRetryAttempts=-1)
-    esm.put(["fail"])
+    esm.mapping(
+        fn,
+        BatchSize=1,
+        MaximumRecordAgeInSeconds=3,
+        MaximumRetryAttempts=-1,
+        DestinationConfig={"OnFailure": {"Destination": arn}},
+    )
     runner = esm.runner()
-    runner.start()
-    time.sleep(2)
-    esm.put([""])  # still young when the failing record ages out
+    assert runner.run_until_drained(timeout=60)  # polling before the record arrives
+    esm.put(["fail"])
     assert runner.run_until_drained(timeout=60)
     runner.stop()
-    calls = numbers(esm.calls(fn))
-    assert calls[-1] == [1] and set(map(tuple, calls[:-1])) == {(0,)} and len(calls) >= 3
+    attempts = len(esm.calls(fn))
+    assert attempts >= 2 and set(map(tuple, numbers(esm.calls(fn)))) == {(0,)}
+    [msg] = esm.messages(url, 1)
+    assert msg["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert msg["requestContext"]["approximateInvokeCount"] == attempts
     assert runner.stats[runner.mappings[0].uuid].discarded_batches == 1
