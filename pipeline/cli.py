@@ -150,6 +150,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from producers.cli import produce
 
     produced = produce(settings, args.events, customers=args.customers)
+    if produced.get("failed"):
+        raise StackError(f"{produced['failed']} events were not stored: {produced.get('first_error')}")
     print(
         f"produced {produced['user_records']:,} events in {produced['kinesis_records']:,} "
         f"Kinesis records; waiting for both consumers ..."
@@ -309,8 +311,9 @@ def parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser(
         "produce",
-        help="produce generated events",
-        description="Produce generated order events through the aggregating producer.",
+        help="produce generated events, or the events of a JSON Lines file",
+        description="Produce generated order events, or the events of a JSON Lines file (--from), "
+        "through the aggregating producer.",
     )
     common(pr)
     from producers.cli import add_arguments
