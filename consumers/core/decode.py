@@ -21,7 +21,7 @@ from typing import Any
 import fastavro
 import fastavro.validation
 
-from consumers.core.records import Poison, UserRecord
+from consumers.core.records import Poison, UserRecord, user_record
 from pipeline.codecs import kpl
 from pipeline.codecs.avro import HEADER as AVRO_HEADER
 from pipeline.codecs.avro import HEADER_SIZE, SchemaRegistry
@@ -41,6 +41,7 @@ _OPTIONS = {
     "return_named_type_override": False,
 }
 _MAGIC = kpl.MAGIC
+_SUBS = [f"{i:0{SUB_WIDTH}d}" for i in range(1024)]  # sub-sequence parts of positions, made once
 
 
 def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -241,8 +242,9 @@ class Decoder:
         buf = io.BytesIO(raw)
         reader, named, fp = self._fast_reader, self._named, self.reader_fingerprint
         sub = 0
+        subs = _SUBS if len(spans) <= len(_SUBS) else [f"{i:0{SUB_WIDTH}d}" for i in range(len(spans))]
         for pki, ds, de in spans:
-            position = f"{head}{sub:0{SUB_WIDTH}d}"
+            position = head + subs[sub]
             event: Any = None
             if (
                 de - ds > HEADER_SIZE
@@ -258,13 +260,13 @@ class Decoder:
                     event = None
             if event is not None:
                 out.append(
-                    UserRecord(position, seq, sub, pks[pki], event, arrival, raw[ds + HEADER_SIZE : de])
+                    user_record(position, seq, sub, pks[pki], event, arrival, raw[ds + HEADER_SIZE : de])
                 )
             else:
                 data = raw[ds:de]
                 try:
                     event, body = self.payload(data)
-                    out.append(UserRecord(position, seq, sub, pks[pki], event, arrival, body))
+                    out.append(user_record(position, seq, sub, pks[pki], event, arrival, body))
                 except PoisonRecord as exc:
                     poison.append(
                         Poison(position, seq, sub, pks[pki], data, exc.reason, type(exc).__name__, str(exc))
@@ -345,5 +347,5 @@ class Decoder:
                         )  # fmt: skip
                     )
                     continue
-                out.append(UserRecord(position, seq, sub, user.partition_key, event, arrival, body))
+                out.append(user_record(position, seq, sub, user.partition_key, event, arrival, body))
         return out, poison

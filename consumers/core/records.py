@@ -29,6 +29,39 @@ class UserRecord:
     body: bytes | None = None  # the event's Avro body in the reader schema, when already at hand
 
 
+_SETTERS = tuple(UserRecord.__dict__[name].__set__ for name in UserRecord.__slots__)
+_new = object.__new__
+
+
+def user_record(
+    position: str,
+    sequence_number: str,
+    sub_sequence: int,
+    partition_key: str,
+    event: dict[str, Any],
+    arrival: float,
+    body: bytes | None = None,
+) -> UserRecord:
+    """``UserRecord(...)``, four times cheaper: the decoder makes one per event (~19,000 a batch),
+    and a frozen dataclass's ``__init__`` pays an ``object.__setattr__`` call per field. The slot
+    descriptors set the same fields on the same frozen, slotted instance.
+
+    Example:
+        >>> user_record("p", "1", 0, "k", {}, 0.0) == UserRecord("p", "1", 0, "k", {}, 0.0)
+        True
+    """
+    r = _new(UserRecord)
+    s = _SETTERS
+    s[0](r, position)
+    s[1](r, sequence_number)
+    s[2](r, sub_sequence)
+    s[3](r, partition_key)
+    s[4](r, event)
+    s[5](r, arrival)
+    s[6](r, body)
+    return r
+
+
 @dataclass(frozen=True, slots=True)
 class Poison:
     """A record that can never decode: quarantined with its raw bytes and reason.
