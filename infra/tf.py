@@ -8,10 +8,14 @@ uses through ``provider_installation { filesystem_mirror { ... } }`` in the file
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 # Usual places first; the bounded search below finds the rest.
@@ -82,12 +86,64 @@ def run(
     args: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     """Run ``terraform <args>`` in ``cwd``; raise with its output when it fails."""
+    started = time.monotonic()
     proc = subprocess.run(
         ["terraform", *args], cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout
     )
+    print(f"terraform {args[0]}: {time.monotonic() - started:.1f} s", flush=True)
     if proc.returncode != 0:
         raise RuntimeError(
             f"terraform {' '.join(args)} failed ({proc.returncode}) in {cwd}:\n"
             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
     return proc
+
+
+@contextmanager
+def shared_provider(
+    env_dir: Path, env: Mapping[str, str], start_timeout: float = 120
+) -> Iterator[dict[str, str]]:
+    """Run the initialised AWS provider once for every command inside the block.
+
+    Each Terraform command otherwise starts the provider (and loads its very large schema) two or
+    three times; with ``TF_REATTACH_PROVIDERS`` every command reuses this one process. Yields the
+    environment to run Terraform with; falls back to the plain one if the provider does not start.
+    Meant for the local stack's endpoints (plain HTTP), not for AWS itself.
+    """
+    found = sorted((env_dir / ".terraform" / "providers" / PROVIDER).glob("*/*/terraform-provider-aws*"))
+    if not found:
+        yield dict(env)
+        return
+    # A provider configured twice in one process fails on a custom CA bundle ("unable to add
+    # custom RootCAs HTTPClient"); the shared one serves plain-HTTP endpoints, so it needs none.
+    provider_env = {k: v for k, v in env.items() if k != "AWS_CA_BUNDLE"}
+    proc = subprocess.Popen(
+        [str(found[-1]), "-debug"],
+        env=provider_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        reattach = None
+        deadline = time.monotonic() + start_timeout
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            m = re.search(r"TF_REATTACH_PROVIDERS='(.+)'", line)
+            if m:
+                reattach = json.loads(m.group(1))
+                break
+        if reattach is None:
+            yield dict(env)
+        else:
+            yield {**env, "TF_REATTACH_PROVIDERS": json.dumps(reattach)}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -59,6 +59,10 @@ module "pipeline" {
   stream_encryption      = var.stream_encryption
   shard_level_metrics    = []
 
+  # moto applies a Deny statement without evaluating its condition, so a TLS-only policy would
+  # refuse every request to the plain-HTTP stack.
+  tls_only_policy = false
+
   bucket_force_destroy      = true
   table_deletion_protection = false
   point_in_time_recovery    = true

@@ -22,3 +22,8 @@ output "functions" {
   description = "Per consumer: function, alias, version, role, mapping, queue."
   value       = module.pipeline.functions
 }
+
+output "layer_arn" {
+  description = "The dependency layer version."
+  value       = module.pipeline.layer_arn
+}

@@ -9,7 +9,7 @@ resource "aws_sqs_queue" "on_failure" {
   kms_master_key_id                 = local.kms_key_arn
   kms_data_key_reuse_period_seconds = 3600
   # Inline, not an aws_sqs_queue_policy: one propagation wait instead of two on every apply.
-  policy = data.aws_iam_policy_document.on_failure[each.key].json
+  policy = var.tls_only_policy ? data.aws_iam_policy_document.on_failure[each.key].json : null
   tags   = var.tags
 }
 

@@ -105,6 +105,8 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
 }
 
 data "aws_iam_policy_document" "lake" {
+  count = var.tls_only_policy ? 1 : 0
+
   statement {
     sid     = "DenyInsecureTransport"
     effect  = "Deny"
@@ -145,8 +147,10 @@ data "aws_iam_policy_document" "lake" {
 }
 
 resource "aws_s3_bucket_policy" "lake" {
+  count = var.tls_only_policy ? 1 : 0
+
   bucket = aws_s3_bucket.lake.id
-  policy = data.aws_iam_policy_document.lake.json
+  policy = data.aws_iam_policy_document.lake[0].json
 
   # The public access block must exist first, or S3 may judge the policy against the old state.
   depends_on = [aws_s3_bucket_public_access_block.lake]

@@ -172,6 +172,12 @@ variable "noncurrent_version_expiration_days" {
   }
 }
 
+variable "tls_only_policy" {
+  description = "Resource policies on the bucket and queues denying requests without TLS (1.2+). Off only for a plain-HTTP local endpoint."
+  type        = bool
+  default     = true
+}
+
 variable "access_log_bucket" {
   description = "Bucket receiving S3 server access logs of the lake; null: no access logging."
   type        = string
