@@ -187,6 +187,7 @@ class LocalConsumer(_ConsumerTarget):
         log_dir: Path | None = None,
         timeout: int = 300,
         concurrency: int = 1,
+        handler: str | None = None,
     ) -> None:
         super().__init__(stream_arn, region, role_arn)
         self.concurrency = max(1, concurrency)
@@ -195,7 +196,7 @@ class LocalConsumer(_ConsumerTarget):
         self.namespace = environment.get("PIPELINE_CONSUMER", consumer)
         self.name = consumer if self.namespace == consumer else f"{consumer} as {self.namespace}"
         self.environment = dict(environment)
-        self.handler = handler_of(consumer)
+        self.handler = handler or handler_of(consumer)
         self.log_path = (log_dir / f"replay-{self.namespace}.log") if log_dir else None
         self.timeout = timeout
         self._runtime: FunctionRuntime | None = None

@@ -83,18 +83,37 @@ def test_reprocess_after_a_handler_bug_builds_a_correct_new_version_and_leaves_t
     stack2: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     s = stack2
-    # The deployed state writer has a bug (it ignores refunds); the lake writer is fine.
-    aws.client("lambda", s).update_function_configuration(
-        FunctionName=function_name(s, "state-writer"),
-        Handler="tests.pipeline.replay.buggy_state_writer.lambda_handler",
-    )
     produce(s, 400, seed=7, quiet=True)
-    drain(s)
+    # The current version was written by a state writer with a bug (it ignores refunds) and a
+    # correct lake writer, each under its own checkpoint namespace, as the ESM delivers.
+    arn = stream_arn(s)
+    lam = aws.client("lambda", s)
+    writers = []
+    for consumer, handler in (
+        ("lake-writer", None),
+        ("state-writer", "tests.pipeline.replay.buggy_state_writer.lambda_handler"),
+    ):
+        config = deployed_configuration(lam, function_name(s, consumer)) or {}
+        env = consumer_environment(s, consumer, config["Environment"]["Variables"], {})
+        writers.append(
+            LocalConsumer(consumer, env, arn, s.region, log_dir=s.state_dir / "logs", handler=handler)
+        )
+    history = History(StreamReader(aws.client("kinesis", s), s.stream_name), None)
+    try:
+        Replay().history(history, history.shard_ids(), Range(), writers, Cursor.open(s.state_dir, {"v": 1}))
+    finally:
+        for w in writers:
+            w.close()
+    for cursor in cursor_files(s):
+        cursor.unlink()
     events = all_events(s)
     right = expected_state(events)
     assert len(events) == 400
     assert totals(state(s)) != right  # the bug shows in the current version
     lake, items, positions = lake_snapshot(s), state(s), checkpoint_positions(s)
+    assert sum(lake_ids(s).values()) == 400 and set(positions) == {
+        f"{c}#shardId-00000000000{i}" for c in ("lake-writer", "state-writer") for i in range(2)
+    }
 
     assert replay(s, "--reprocess", "--output-version", "v2", "--dry-run") == 0
     plan = capsys.readouterr().out
