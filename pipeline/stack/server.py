@@ -9,6 +9,7 @@ Run as ``python -m pipeline.stack.server --port 4566`` (``--no-limits``, or
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import threading
@@ -99,7 +100,32 @@ def _patch_moto_kinesis() -> None:
     Stream.split_shard = split_shard  # type: ignore[method-assign]
     Stream.merge_shards = merge_shards  # type: ignore[method-assign]
     KinesisBackend.get_records = get_records  # type: ignore[method-assign]
+    # moto numbers a shard's records as "last + 1" without a lock, so two concurrent PutRecords
+    # to one shard (the server is threaded) could get one sequence number and one record would
+    # overwrite the other. Kinesis never loses an acknowledged record: serialise the changes.
+    lock = threading.RLock()
+    for name in (
+        "put_record",
+        "put_records",
+        "get_records",
+        "get_shard_iterator",
+        "split_shard",
+        "merge_shards",
+        "update_shard_count",
+    ):
+        setattr(KinesisBackend, name, _locked(lock, getattr(KinesisBackend, name)))
     Stream._pipeline_patched = True  # type: ignore[attr-defined]
+
+
+def _locked(lock: Any, fn: Any) -> Any:
+    """``fn`` run under ``lock``."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return fn(*args, **kwargs)
+
+    return call
 
 
 def build_app(limits: bool = True) -> Any:

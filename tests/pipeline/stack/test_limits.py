@@ -6,12 +6,8 @@ quota, so a single call that asks for several seconds' worth is refused determin
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,7 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import StackProcess, free_port
+from tests.conftest import StackProcess
 
 MAX_HASH_KEY = 2**128 - 1
 
@@ -212,29 +208,6 @@ def test_get_records_limit_over_10000_is_rejected(kin: Any, name: str) -> None:
     with pytest.raises(ClientError) as exc:
         kin.get_records(ShardIterator=it["ShardIterator"], Limit=10_001)
     assert error_code(exc) == "InvalidArgumentException"
-
-
-@pytest.fixture
-def unlimited_stack(tmp_path: Path) -> Iterator[str]:
-    """A stack server started with ``--no-limits``."""
-    port = free_port()
-    with open(tmp_path / "server.log", "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.stack.server", "--port", str(port), "--no-limits"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_no_limits_switch_serves_moto_unthrottled(unlimited_stack: str, name: str) -> None:
