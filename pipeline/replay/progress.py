@@ -44,6 +44,7 @@ class Progress:
         self.records = 0
         self.fraction: float | None = None
         self._drawn = 0.0
+        self._finished = False
 
     def update(self, records: int, fraction: float | None) -> None:
         """Add delivered records; ``fraction`` is the share of the work done (None: unknown)."""
@@ -74,6 +75,7 @@ class Progress:
         self.out.flush()
 
     def finish(self) -> None:
-        """Leave the final state of the bar on its own line."""
-        if self.enabled:
+        """Leave the final state of the bar on its own line (once, however often it is called)."""
+        if self.enabled and not self._finished:
             self._draw(end="\n")
+        self._finished = True
