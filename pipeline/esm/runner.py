@@ -536,6 +536,7 @@ class ShardConsumer:
         self.lanes: list[deque[dict[str, Any]]] = [deque() for _ in range(n)]
         self.busy = [False] * n
         self.outstanding: deque[str] = deque()
+        self.read_set: set[str] = set()
         self.completed: set[str] = set()
         self.ended = False  # the shard is closed and read to its end
         self.window_open = False  # a tumbling window still awaits its final invocation
@@ -602,6 +603,7 @@ class ShardConsumer:
                     for lane in self.lanes:
                         lane.clear()
                     self.outstanding.clear()
+                    self.read_set.clear()
                     self.completed.clear()
                 self.stop_event.wait(1.0)
         self.wake()
@@ -673,6 +675,7 @@ class ShardConsumer:
                     self.empty_read_at = None
                     for r in records:
                         self.outstanding.append(r["SequenceNumber"])
+                        self.read_set.add(r["SequenceNumber"])
                         self.lanes[self._lane_of(r)].append(r)
                     self.cond.notify_all()
                 continue
@@ -697,10 +700,15 @@ class ShardConsumer:
             return
         saved = None
         with self.cond:
-            self.completed.update(r["SequenceNumber"] for r in records)
+            # Only records of the current read count: a batch finishing after the reader restarted
+            # must not move the position past records read again.
+            self.completed.update(
+                r["SequenceNumber"] for r in records if r["SequenceNumber"] in self.read_set
+            )
             while self.outstanding and self.outstanding[0] in self.completed:
                 saved = self.outstanding.popleft()
                 self.completed.discard(saved)
+                self.read_set.discard(saved)
             self.cond.notify_all()
         if saved is not None:
             self.runner.positions.save(self.mp.uuid, self.shard_id, saved)
