@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 TF_DIR=infra/terraform
-CHECKOV_VERSION=${CHECKOV_VERSION:-3.2.495}
+CHECKOV_VERSION=${CHECKOV_VERSION:-3.3.30}
 CHECKOV_VENV=${CHECKOV_VENV:-$ROOT/.venv-checkov}
 PYTHON=${PYTHON:-python3}
 

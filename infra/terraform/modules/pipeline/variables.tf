@@ -442,8 +442,7 @@ variable "esm" {
     error_message = "esm[*].starting_position must be TRIM_HORIZON, LATEST or AT_TIMESTAMP."
   }
   validation {
-    condition = alltrue([for m in values(var.esm) : (m.starting_position == "AT_TIMESTAMP") == (m.starting_position_timestamp != null)
-    && (m.starting_position_timestamp == null ? true : can(formatdate("YYYY", m.starting_position_timestamp)))])
+    condition     = alltrue([for m in values(var.esm) : (m.starting_position == "AT_TIMESTAMP") == (m.starting_position_timestamp != null) && (m.starting_position_timestamp == null ? true : can(formatdate("YYYY", m.starting_position_timestamp)))])
     error_message = "esm[*].starting_position_timestamp (RFC 3339) is required with AT_TIMESTAMP and only then."
   }
   validation {
@@ -455,8 +454,7 @@ variable "esm" {
     error_message = "esm[*].maximum_retry_attempts must be -1 (until the record expires) or 0 to 10000."
   }
   validation {
-    condition = alltrue([for m in values(var.esm) : m.maximum_record_age_in_seconds == -1
-    || (m.maximum_record_age_in_seconds >= 60 && m.maximum_record_age_in_seconds <= 604800)])
+    condition     = alltrue([for m in values(var.esm) : m.maximum_record_age_in_seconds == -1 || (m.maximum_record_age_in_seconds >= 60 && m.maximum_record_age_in_seconds <= 604800)])
     error_message = "esm[*].maximum_record_age_in_seconds must be -1 (no limit) or 60 to 604800."
   }
   validation {
