@@ -90,7 +90,10 @@ def run(
     proc = subprocess.run(
         ["terraform", *args], cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout
     )
-    print(f"terraform {args[0]}: {time.monotonic() - started:.1f} s", flush=True)
+    slow = [
+        line for line in proc.stdout.splitlines() if re.search(r"complete after (\d{2,}|[1-9]\d*m)", line)
+    ]
+    print(f"terraform {args[0]}: {time.monotonic() - started:.1f} s", *slow, sep="\n  ", flush=True)
     if proc.returncode != 0:
         raise RuntimeError(
             f"terraform {' '.join(args)} failed ({proc.returncode}) in {cwd}:\n"
