@@ -7,6 +7,8 @@ import threading
 import boto3
 from botocore.config import Config
 
+from pipeline.stack.server import limits_enabled
+
 
 def test_concurrent_put_records_to_one_shard_lose_nothing(unlimited_stack: str) -> None:
     """AWS: PutRecords answers a sequence number for each stored record, and "Sequence numbers for
@@ -67,3 +69,13 @@ def test_a_closed_parent_keeps_its_records_and_ends_its_iterator(unlimited_stack
     resp = kin.get_records(ShardIterator=it["ShardIterator"])
     assert [r["SequenceNumber"] for r in resp["Records"]] == [r["SequenceNumber"] for r in before]
     assert resp.get("NextShardIterator") is None
+
+
+def test_limits_are_on_unless_the_environment_switches_them_off() -> None:
+    """``PIPELINE_STACK_LIMITS=off`` (as ``--no-limits``) serves moto unthrottled; anything else,
+    or nothing, keeps AWS's limits."""
+    assert limits_enabled({}) is True
+    assert limits_enabled({"PIPELINE_STACK_LIMITS": "on"}) is True
+    assert all(
+        limits_enabled({"PIPELINE_STACK_LIMITS": v}) is False for v in ("off", "OFF", "0", "false", "no")
+    )
