@@ -6,9 +6,10 @@ from tests.pipeline.esm.conftest import Esm, numbers
 
 
 def test_a_disabled_mapping_does_not_poll_until_it_is_enabled(esm: Esm) -> None:
-    """AWS: Enabled "When true, the event source mapping is active. When false, Lambda pauses
-    polling and invocation." (CreateEventSourceMapping). A disabled mapping resumes, from its
-    starting position, when enabled through the API while the runner runs."""
+    """AWS: "Enabled – Set to true to enable the event source mapping. Set to false to stop
+    processing records. Lambda keeps track of the last record processed and resumes processing from
+    that point when the mapping is reenabled." (Kinesis trigger settings). A mapping enabled through
+    the API while the runner runs starts polling; one never run starts at its starting position."""
     on = esm.function("on")
     off = esm.function("off")
     esm.mapping(on, BatchSize=10)

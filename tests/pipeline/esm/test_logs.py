@@ -15,9 +15,10 @@ from tests.pipeline.esm.conftest import PROBE, Esm
 def test_handler_output_goes_to_the_function_log_and_pipeline_logs_shows_it(
     esm: Esm, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """AWS: "Lambda automatically monitors Lambda functions on your behalf and sends logs to
-    Amazon CloudWatch", with START, END and REPORT lines per invocation; locally each function has
-    ``<state>/logs/<function>.log``."""
+    """AWS: "The runtime captures logging output from your function and sends it to Amazon CloudWatch
+    Logs. In addition to logging your function's output, the runtime also logs entries when function
+    invocation starts and ends. This includes a report log with the request ID" (Lambda programming
+    model); locally each function has ``<state>/logs/<function>.log``."""
     fn = esm.function("talks", handler=PROBE)
     esm.mapping(fn, BatchSize=5)
     esm.put(count=2)

@@ -8,9 +8,10 @@ from tests.pipeline.esm.conftest import Esm
 
 
 def test_batches_of_one_shard_run_concurrently_and_each_key_stays_in_order(esm: Esm) -> None:
-    """AWS: ParallelizationFactor "The number of batches to process from each shard concurrently."
-    and, for Kinesis, "Lambda ... still ensures in-order processing at the partition-key level"
-    (with-kinesis, Polling and batching). Four lanes, eight keys, every handler call sleeps."""
+    """AWS: ParallelizationFactor "(Kinesis and DynamoDB Streams only) The number of batches to
+    process concurrently from each shard. The default value is 1." (EventSourceMapping API); records
+    of one partition key are never processed concurrently, so their order is kept. Four lanes,
+    eight keys, every handler call sleeps."""
     fn = esm.function("parallel", env={"SLEEP_SECONDS": "0.3"})
     esm.mapping(fn, BatchSize=3, ParallelizationFactor=4)
     esm.put(["sleep"] * 16, key=lambda n: f"key-{n % 8}")

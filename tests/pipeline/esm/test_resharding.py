@@ -6,10 +6,10 @@ from tests.pipeline.esm.conftest import Esm
 
 
 def test_a_parent_shard_is_drained_before_its_children_are_read(esm: Esm) -> None:
-    """AWS: "Lambda processes records from parent shards before processing records from child
-    shards" ... the event source mapping "will not start processing the child shards until the
-    parent shard is fully processed" (Kinesis resharding with Lambda). The children are read from
-    their start."""
+    """Parents are drained before their children (DESIGN.md §4, as Lambda and the KCL do); a reader
+    knows a parent is drained because, AWS: "If the shard has been closed, the shard iterator can't
+    return more data and GetRecords returns null in NextShardIterator." (GetRecords API). The
+    children are read from their start."""
     fn = esm.function("reshard")
     esm.mapping(fn, BatchSize=2)
     esm.put(count=6, key=lambda n: f"k{n}")

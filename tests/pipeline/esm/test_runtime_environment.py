@@ -13,11 +13,14 @@ def _probes(esm: Esm) -> list[dict]:
 
 
 def test_one_environment_is_initialised_once_and_reused_with_the_documented_context(esm: Esm) -> None:
-    """AWS: "Lambda runs your function's initialization code ... once per execution environment"
-    and reuses the environment ("warm start") for later invocations; the context object has
-    function_name, function_version, invoked_function_arn, memory_limit_in_mb, aws_request_id,
-    log_group_name, log_stream_name and get_remaining_time_in_millis() (Python context object);
-    "Lambda ... sets environment variables" of the function's configuration."""
+    """AWS: "When the handler finishes processing the first event, the runtime sends it another. The
+    function's class stays in memory, so clients and variables that are declared outside of the
+    handler method in initialization code can be reused." and "Your function also has access to
+    local storage in the /tmp directory, a transient cache that can be used for multiple
+    invocations." (Lambda programming model). The context object has function_name,
+    function_version, invoked_function_arn, memory_limit_in_mb, aws_request_id, log_group_name,
+    log_stream_name and get_remaining_time_in_millis() (Python context object); the function's
+    environment variables are set."""
     fn = esm.function("probe", handler=PROBE, env={"GREETING": "hello"}, timeout=7)
     esm.mapping(fn, BatchSize=1)
     esm.put(count=4)
@@ -47,8 +50,9 @@ def test_one_environment_is_initialised_once_and_reused_with_the_documented_cont
 
 
 def test_each_environment_has_its_own_tmp(esm: Esm) -> None:
-    """AWS: "Each execution environment provides ... /tmp directory" storage of its own; two
-    concurrent environments of one function never see each other's files."""
+    """AWS: "Lambda provides ephemeral storage for functions in the /tmp directory. This storage is
+    temporary and unique to each execution environment." (ephemeral storage); two concurrent
+    environments of one function never see each other's files."""
     fn = esm.function("tmp", handler=PROBE, env={"PROBE_SLEEP": "0.5"})
     esm.mapping(fn, BatchSize=1, ParallelizationFactor=2)
     # One key for each of the shard's two lanes (a lane is chosen by MD5 of the key).

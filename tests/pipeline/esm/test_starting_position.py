@@ -10,8 +10,10 @@ from tests.pipeline.esm.conftest import Esm, numbers
 
 def test_each_starting_position_reads_from_where_aws_says(esm: Esm) -> None:
     """AWS: StartingPosition "AT_TIMESTAMP, TRIM_HORIZON, or LATEST" (Kinesis ESM parameters);
-    TRIM_HORIZON: "Process all available records in the stream", LATEST: "Process only new records
-    added to the stream", AT_TIMESTAMP: "Process records starting from a specific point in time"."""
+    TRIM_HORIZON: "Start reading at the last untrimmed record in the shard in the system, which is the
+    oldest data record in the shard.", LATEST: "Start reading just after the most recent record in
+    the shard, so that you always read the most recent data in the shard.", AT_TIMESTAMP: "Start
+    reading from a position defined by a time stamp." (Lambda StartingPosition, AWS CDK reference)."""
     esm.put(count=2)  # n = 0, 1: before everything
     time.sleep(1.1)
     since = datetime.now(tz=UTC)

@@ -111,7 +111,8 @@ def test_put_record_over_the_byte_rate_is_refused_whole(kin: Any, name: str) -> 
 
 
 def test_get_records_beyond_five_calls_per_second_is_throttled(kin: Any, name: str) -> None:
-    """AWS: "Each shard can support up to five read transactions per second." (Kinesis quotas)."""
+    """AWS: "Each shard can support up to five read transactions per second." (Kinesis Data Streams
+    quotas and limits)."""
     shards = make_stream(kin, name, 1)
     it = kin.get_shard_iterator(StreamName=name, ShardId=shards[0]["ShardId"], ShardIteratorType="LATEST")
     codes = []
@@ -126,8 +127,9 @@ def test_get_records_beyond_five_calls_per_second_is_throttled(kin: Any, name: s
 
 
 def test_a_large_read_throttles_the_next_reads_of_the_shard(kin: Any, name: str) -> None:
-    """AWS: "If a call returns 10 MiB, subsequent calls made within the next 5 seconds throw
-    ProvisionedThroughputExceededException" (GetRecords API): reads average 2 MiB/s per shard."""
+    """AWS: "Each shard can support up to a maximum total data read rate of 2 MiB per second via
+    GetRecords. If a call to GetRecords returns 10 MiB, subsequent calls made within the next 5
+    seconds throw an exception." (Kinesis Data Streams quotas and limits)."""
     shards = make_stream(kin, name, 1)
     for _ in range(5):  # 4.5 MB, written within the 1 MiB/s write quota
         while True:
