@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import boto3
@@ -19,6 +20,10 @@ _CONFIG = Config(
 )
 
 
+_SESSION: boto3.session.Session | None = None
+_LOCK = threading.Lock()
+
+
 def client(service: str, settings: Settings | None = None) -> Any:
     """A boto3 client for ``service`` that honours the settings' endpoint and region.
 
@@ -33,4 +38,11 @@ def client(service: str, settings: Settings | None = None) -> Any:
         if not os.environ.get("AWS_ACCESS_KEY_ID"):
             kwargs["aws_access_key_id"] = "testing"
             kwargs["aws_secret_access_key"] = "testing"
-    return boto3.session.Session().client(service, **kwargs)
+    global _SESSION
+    # One session per process: it caches the loaded service models, which makes every client
+    # after the first cheap (a Lambda cold start builds several). Sessions are not thread-safe,
+    # so clients are made under a lock; the clients themselves are.
+    with _LOCK:
+        if _SESSION is None:
+            _SESSION = boto3.session.Session()
+        return _SESSION.client(service, **kwargs)

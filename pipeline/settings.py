@@ -41,6 +41,7 @@ class Settings:
     event_id_dedupe: str = "batch"
     event_id_ttl_seconds: int = 7 * 24 * 3600
     lake_codec: str = "deflate"
+    state_writes: str = "update"
     state_dir: Path = field(default_factory=lambda: Path(".state"))
     port: int = DEFAULT_PORT
 
@@ -55,6 +56,9 @@ class Settings:
         codec = env.get("PIPELINE_LAKE_CODEC", "deflate")
         if codec not in ("deflate", "zstandard", "null"):
             raise ConfigError(f"PIPELINE_LAKE_CODEC={codec!r}: choose deflate, zstandard or null")
+        state_writes = env.get("PIPELINE_STATE_WRITES", "update")
+        if state_writes not in ("update", "transact"):
+            raise ConfigError(f"PIPELINE_STATE_WRITES={state_writes!r}: choose update or transact")
         d = cls()
         return cls(
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or d.region,
@@ -72,6 +76,7 @@ class Settings:
             event_id_dedupe=dedupe,
             event_id_ttl_seconds=_int(env, "PIPELINE_EVENT_ID_TTL", d.event_id_ttl_seconds),
             lake_codec=codec,
+            state_writes=state_writes,
             state_dir=Path(env.get("PIPELINE_STATE_DIR", ".state")),
             port=port,
         )
@@ -91,5 +96,10 @@ class Settings:
             "PIPELINE_EVENT_ID_TABLE": self.event_id_table,
             "PIPELINE_EVENT_ID_DEDUPE": self.event_id_dedupe,
             "PIPELINE_LAKE_CODEC": self.lake_codec,
+            "PIPELINE_LAKE_PREFIX": self.lake_prefix,
+            "PIPELINE_RAW_PREFIX": self.raw_prefix,
+            "PIPELINE_QUARANTINE_PREFIX": self.quarantine_prefix,
+            "PIPELINE_EVENT_ID_TTL": str(self.event_id_ttl_seconds),
+            "PIPELINE_STATE_WRITES": self.state_writes,
         }
         return env

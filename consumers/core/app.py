@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from consumers.core.quarantine import Quarantine
 from consumers.core.sink import Sink
 from pipeline import aws
 from pipeline.codecs.avro import SchemaRegistry
+from pipeline.observability.logs import configure
 from pipeline.settings import Settings
 
 
@@ -40,11 +40,9 @@ def build(
     Example:
         >>> processor = build("lake-writer", lambda s, reg, c: LakeSink(c.s3, s.bucket, ...))
     """
-    logging.getLogger("consumers").setLevel(os.environ.get("LOG_LEVEL", "INFO"))
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(message)s")
     settings = settings or Settings.from_env()
     consumer = os.environ.get("PIPELINE_CONSUMER", default_consumer)
+    configure(consumer)
     registry = SchemaRegistry.load()
     clients = Clients(s3=aws.client("s3", settings), dynamodb=aws.client("dynamodb", settings))
     return BatchProcessor(

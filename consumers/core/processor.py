@@ -34,6 +34,7 @@ from consumers.core.quarantine import Quarantine
 from consumers.core.records import Batch
 from consumers.core.sink import PartialWrite, Sink
 from pipeline.codecs.positions import SEQ_WIDTH, SUB_WIDTH
+from pipeline.observability import logs, metrics
 
 log = logging.getLogger("consumers")
 
@@ -94,6 +95,8 @@ class BatchProcessor:
         raw_records = event.get("Records") or []
         if not raw_records:
             return {"batchItemFailures": []}
+        # Lambda measures iterator age when the batch arrives, so take it before any work.
+        iterator_age_ms, record_age_ms = metrics.record_ages_ms(raw_records)
         shard_id = shard_of(raw_records[0])
         if any(shard_of(r) != shard_id for r in raw_records):
             raise ValueError(f"{self.consumer}: one event holds records of several shards")
@@ -170,19 +173,26 @@ class BatchProcessor:
             )
         counters = {"batches": 1, **{k: getattr(stats, k) for k in BatchStats.__slots__}}
         self.checkpoints.advance(shard_id, last_position, counters)
-        log.info(
-            json.dumps(
-                {
-                    "msg": "batch",
-                    "consumer": self.consumer,
-                    "shard": shard_id,
-                    "first": raw_records[0]["kinesis"]["sequenceNumber"],
-                    "last": raw_records[-1]["kinesis"]["sequenceNumber"],
-                    "kinesis_records": len(raw_records),
-                    **counters,
-                    "failed": len(failures),
-                    "ms": round((time.perf_counter() - started) * 1000, 1),
-                }
-            )
+        ms = (time.perf_counter() - started) * 1000
+        logs.event(
+            log,
+            "batch",
+            consumer=self.consumer,
+            shard=shard_id,
+            first=raw_records[0]["kinesis"]["sequenceNumber"],
+            last=raw_records[-1]["kinesis"]["sequenceNumber"],
+            kinesis_records=len(raw_records),
+            **counters,
+            failed=len(failures),
+            iterator_age_ms=round(iterator_age_ms, 1),
+            ms=round(ms, 1),
+        )
+        metrics.batch_metrics(
+            self.consumer,
+            shard_id,
+            {**counters, "kinesis_records": len(raw_records), "failed": len(failures)},
+            duration_ms=ms,
+            iterator_age_ms=iterator_age_ms,
+            record_age_ms=record_age_ms,
         )
         return {"batchItemFailures": failures}

@@ -7,6 +7,7 @@ from typing import Any
 from consumers.core.app import build
 from consumers.lake_writer.container import register_zstandard_reader
 from consumers.lake_writer.sink import LakeSink
+from pipeline.observability.logs import bind
 
 register_zstandard_reader()
 
@@ -18,4 +19,7 @@ processor = build(
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Process one batch of one shard; answer with the partial batch response."""
-    return processor.process(event)
+    with bind(
+        request_id=getattr(context, "aws_request_id", None), function=getattr(context, "function_name", None)
+    ):
+        return processor.process(event)

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from consumers.core.app import build
 from consumers.state_writer.sink import StateSink
+from pipeline.observability.logs import bind
 
 # ``update`` (one conditional UpdateItem per customer) or ``transact`` (100 per request, 2× WCU).
 processor = build(
     "state-writer",
-    lambda s, reg, c: StateSink(
-        c.dynamodb, s.state_table, mode=os.environ.get("PIPELINE_STATE_WRITES", "update")
-    ),
+    lambda s, reg, c: StateSink(c.dynamodb, s.state_table, mode=s.state_writes),
 )
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Process one batch of one shard; answer with the partial batch response."""
-    return processor.process(event)
+    with bind(
+        request_id=getattr(context, "aws_request_id", None), function=getattr(context, "function_name", None)
+    ):
+        return processor.process(event)

@@ -28,6 +28,9 @@ def lake_keys(settings: Settings, prefix: str | None = None) -> list[str]:
 
 def lake_events(settings: Settings, prefix: str | None = None) -> Iterator[dict[str, Any]]:
     """Every event stored in the lake (reads each Avro container file)."""
+    from consumers.lake_writer.container import register_zstandard_reader
+
+    register_zstandard_reader()  # lake files may be zstd-compressed
     s3 = aws.client("s3", settings)
     for key in lake_keys(settings, prefix):
         body = s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
