@@ -21,8 +21,16 @@ SERVER = "server"
 ESM = "esm"
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings for a command: the environment, the state folder and which stack to talk to.
+
+    ``PIPELINE_BACKEND=aws`` talks to AWS itself (credentials and region from the usual places);
+    an explicit ``AWS_ENDPOINT_URL`` wins; otherwise the embedded stack on its recorded port.
+    """
     s = Settings.from_env()
+    if os.environ.get("PIPELINE_BACKEND", "local") == "aws" and not os.environ.get("AWS_ENDPOINT_URL"):
+        state = Path(args.state_dir) if getattr(args, "state_dir", None) else s.state_dir
+        return replace(s, state_dir=state, endpoint_url=None)
     state = Path(args.state_dir) if getattr(args, "state_dir", None) else s.state_dir
     s = replace(s, state_dir=state)
     stack_file = state / "stack.json"
@@ -115,7 +123,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from pipeline.stack import processes
     from pipeline.stack.bootstrap import CONSUMERS, bootstrap
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     state = settings.state_dir
     state.mkdir(parents=True, exist_ok=True)
     port = settings.port
@@ -170,7 +178,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from pipeline.stack import processes
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     stopped = []
     for name in (ESM, SERVER):
         pid = processes.stop(settings.state_dir, name)
@@ -183,13 +191,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.observability import status
 
-    return status.run(_settings(args), watch=args.watch, interval=args.interval)
+    return status.run(settings_from_args(args), watch=args.watch, interval=args.interval)
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
     from producers.cli import run
 
-    return run(args, _settings(args))
+    return run(args, settings_from_args(args))
 
 
 def cmd_esm_run(args: argparse.Namespace) -> int:
@@ -198,7 +206,7 @@ def cmd_esm_run(args: argparse.Namespace) -> int:
     from pipeline.esm.runner import EsmRunner
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = _settings(args)
+    settings = settings_from_args(args)
     runner = EsmRunner(settings, settings.state_dir)
     runner.load_mappings()
     done = threading.Event()
@@ -217,14 +225,14 @@ def cmd_esm_run(args: argparse.Namespace) -> int:
 def cmd_esm_reset(args: argparse.Namespace) -> int:
     from pipeline.esm.runner import PositionStore
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     PositionStore(settings.state_dir / "esm").reset()
     print("ESM positions forgotten: the next run starts from each mapping's starting position")
     return 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from_args(args)
     folder = settings.state_dir / "logs"
     only = getattr(args, "function", None)
 

@@ -90,6 +90,7 @@ def produce(
                 progress("producing", done, count, started)
         producer.flush()
         stats = dict(producer.stats)
+    _emit_metrics(settings, stats)
     if not quiet:
         progress("producing", done, max(count, done), started)
     stats["elapsed"] = time.monotonic() - started
@@ -151,6 +152,17 @@ def _valid_events(path: Path) -> Iterator[Mapping[str, Any]]:
 
 
 # -- command line ---------------------------------------------------------------------------
+def _emit_metrics(settings: Settings, stats: dict[str, Any]) -> None:
+    """Append the run's producer metrics (EMF) to the local stack's producer log, if there is one."""
+    logs = settings.state_dir / "logs"
+    if not logs.is_dir():
+        return
+    from pipeline.observability.metrics import producer_metrics
+
+    with (logs / "producer.log").open("a") as out:
+        producer_metrics(stats, stream=settings.stream_name, out=out)
+
+
 def add_arguments(pr: argparse.ArgumentParser) -> None:
     """Options of ``pipeline produce``."""
     pr.add_argument(

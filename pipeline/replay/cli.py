@@ -176,9 +176,9 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run ``pipeline replay`` with parsed arguments."""
-    from pipeline.cli import _settings
+    from pipeline.cli import settings_from_args
 
-    return run(args, _settings(args))
+    return run(args, settings_from_args(args))
 
 
 def _check(args: argparse.Namespace) -> None:

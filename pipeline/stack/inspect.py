@@ -18,7 +18,7 @@ from pipeline.settings import Settings
 def lake_keys(settings: Settings, prefix: str | None = None) -> list[str]:
     """Every object key under the lake prefix."""
     s3 = aws.client("s3", settings)
-    keys = []
+    keys: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=settings.bucket, Prefix=(prefix or settings.lake_prefix) + "/"
     ):
