@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"choose a free one with `make up PORT=<port>`"
         )
     started = time.monotonic()
+    started_at = datetime.now(tz=UTC)
     spid = processes.start(state, SERVER, ["pipeline.stack.server", "--port", str(port)])
     processes.wait_for_port("127.0.0.1", port, spid, log=processes.log_file(state, SERVER))
     (state / "stack.json").write_text(json.dumps({"port": port}))
@@ -171,7 +173,20 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"consumers did not catch up within {args.timeout:.0f} s; see `make logs` and `make status`"
         )
     elapsed = time.monotonic() - started
-    print("\nsummary\n" + _table(summary(settings, produced, elapsed)))
+    rows = summary(settings, produced, elapsed)
+    print("\nsummary\n" + _table(rows))
+    from pipeline.observability.report import load_run, write_report
+
+    folder = Path(args.reports) / time.strftime("up-%Y%m%d-%H%M%S")
+    run = load_run(
+        settings.state_dir,
+        title="make up",
+        produced=produced,
+        elapsed=elapsed,
+        summary_rows=rows,
+        since=started_at,
+    )
+    print(f"\nreport: {write_report(folder, run)}")
     return 0
 
 
@@ -296,6 +311,7 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--customers", type=int, default=1000, help="distinct customers (1000)")
     up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for the consumers (240)")
+    up.add_argument("--reports", default="reports", help="where the run report goes (reports/)")
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser(
