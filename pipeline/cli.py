@@ -216,11 +216,10 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_esm_run(args: argparse.Namespace) -> int:
-    import logging
-
     from pipeline.esm.runner import EsmRunner
+    from pipeline.observability.logs import configure
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure("esm")
     settings = settings_from_args(args)
     runner = EsmRunner(settings, settings.state_dir)
     runner.load_mappings()
