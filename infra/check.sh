@@ -2,7 +2,8 @@
 # Static checks of the Terraform in infra/terraform, as CI runs them:
 #   1. terraform fmt -check -recursive
 #   2. terraform init -backend=false + validate, for every environment, offline through the
-#      provider mirror (the folder holding registry.terraform.io/hashicorp/aws)
+#      provider mirror (the folder holding registry.terraform.io/hashicorp/aws; TF_PROVIDER_MIRROR
+#      names it, else it is searched for) unless TF_CLI_CONFIG_FILE names an existing file
 #   3. checkov with zero failed checks (each skip is justified inline in the .tf files)
 #
 # Usage: infra/check.sh            (from anywhere; exits non-zero on the first failing step)
@@ -21,38 +22,21 @@ step() { printf '\n== %s\n' "$*"; }
 
 command -v terraform >/dev/null || { echo "error: terraform is not on the PATH (Terraform >= 1.5 is needed)" >&2; exit 2; }
 
-# The provider mirror: $TF_PROVIDER_MIRROR, the usual place, or a bounded search.
-mirror=${TF_PROVIDER_MIRROR:-}
-if [[ -z $mirror ]]; then
-  if [[ -d /opt/tf-plugins/registry.terraform.io/hashicorp/aws ]]; then
-    mirror=/opt/tf-plugins
-  else
-    found=$(find / -maxdepth 5 -path '*registry.terraform.io/hashicorp' -prune 2>/dev/null | head -n1 || true)
-    [[ -n $found ]] && mirror=${found%/registry.terraform.io/hashicorp}
-  fi
-fi
-[[ -n $mirror && -d $mirror/registry.terraform.io/hashicorp/aws ]] || {
-  echo "error: no provider mirror holding registry.terraform.io/hashicorp/aws; set TF_PROVIDER_MIRROR" >&2
-  exit 2
-}
-
+# shellcheck source=infra/lib.sh
+source infra/lib.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cat >"$work/terraformrc" <<HCL
-provider_installation {
-  filesystem_mirror {
-    path = "$mirror"
-  }
-}
-HCL
-export TF_CLI_CONFIG_FILE=$work/terraformrc TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1
+# Providers: the CLI config named by TF_CLI_CONFIG_FILE if that file exists, else the local mirror
+# (the folder holding registry.terraform.io/hashicorp/aws), else the public registry.
+use_provider_mirror "$work"
+export TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1
 
 step "terraform fmt -check -recursive $TF_DIR"
 terraform fmt -check -recursive -diff "$TF_DIR"
 
 for env_dir in "$TF_DIR"/envs/*/; do
   env_name=$(basename "$env_dir")
-  step "terraform init -backend=false && validate: envs/$env_name (mirror $mirror)"
+  step "terraform init -backend=false && validate: envs/$env_name"
   # .terraform goes to the temp folder, so a check never touches a developer's initialised env.
   export TF_DATA_DIR=$work/$env_name
   terraform -chdir="$env_dir" init -backend=false -input=false -no-color >"$work/$env_name-init.log" \
