@@ -128,32 +128,43 @@ def cmd_up(args: argparse.Namespace) -> int:
     state = settings.state_dir
     state.mkdir(parents=True, exist_ok=True)
     port = settings.port
-    pid = processes.running_pid(state, SERVER)
+    localstack = args.backend == "localstack"
+    pid = processes.running_pid(state, ESM if localstack else SERVER)
     if pid is not None:
+        what = "ESM runner against LocalStack" if localstack else "embedded stack"
         print(
-            f"already up: embedded stack (pid {pid}) at {settings.endpoint_url}; "
+            f"already up: {what} (pid {pid}) at {settings.endpoint_url}; "
             f"`make status` shows it, `make down` stops it"
         )
         return 0
-    if processes.port_in_use("127.0.0.1", port):
-        raise StackError(
-            f"port {port} on 127.0.0.1 is taken by another program; "
-            f"choose a free one with `make up PORT=<port>`"
-        )
     started = time.monotonic()
     started_at = datetime.now(tz=UTC)
-    spid = processes.start(state, SERVER, ["pipeline.stack.server", "--port", str(port)])
-    processes.wait_for_port("127.0.0.1", port, spid, log=processes.log_file(state, SERVER))
-    (state / "stack.json").write_text(json.dumps({"port": port}))
-    print(f"embedded stack up at {settings.endpoint_url} (pid {spid})")
-    bootstrap(settings)
+    if localstack:
+        if not processes.port_in_use("127.0.0.1", port):
+            raise StackError(
+                f"LocalStack is not answering on 127.0.0.1:{port}; start it with "
+                f"`docker compose up -d` (or choose its port with `make up BACKEND=localstack PORT=<port>`)"
+            )
+        print(f"using LocalStack at {settings.endpoint_url}")
+    else:
+        if processes.port_in_use("127.0.0.1", port):
+            raise StackError(
+                f"port {port} on 127.0.0.1 is taken by another program; "
+                f"choose a free one with `make up PORT=<port>`"
+            )
+        spid = processes.start(state, SERVER, ["pipeline.stack.server", "--port", str(port)])
+        processes.wait_for_port("127.0.0.1", port, spid, log=processes.log_file(state, SERVER))
+        print(f"embedded stack up at {settings.endpoint_url} (pid {spid})")
+    (state / "stack.json").write_text(json.dumps({"port": port, "backend": args.backend}))
+    # On LocalStack the mappings are created disabled, so that its own poller (no bisect, window,
+    # parallelization or tumbling windows) stays idle; the pipeline's runner runs them.
+    bootstrap(settings, enabled=not localstack)
     print(
         f"created stream {settings.stream_name} ({settings.shard_count} shards), bucket "
         f"{settings.bucket}, tables, on-failure queues, {len(CONSUMERS)} functions and mappings"
     )
-    epid = processes.start(
-        state, ESM, ["pipeline.cli", "esm", "run", "--port", str(port), "--state-dir", str(state)]
-    )
+    runner_args = ["pipeline.cli", "esm", "run", "--port", str(port), "--state-dir", str(state)]
+    epid = processes.start(state, ESM, runner_args + (["--run-disabled"] if localstack else []))
     print(f"local ESM runner started (pid {epid}); logs in {state / 'logs'}")
     if args.events <= 0:
         return 0
@@ -221,7 +232,7 @@ def cmd_esm_run(args: argparse.Namespace) -> int:
 
     configure("esm")
     settings = settings_from_args(args)
-    runner = EsmRunner(settings, settings.state_dir)
+    runner = EsmRunner(settings, settings.state_dir, run_disabled=args.run_disabled)
     runner.load_mappings()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -310,6 +321,13 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--customers", type=int, default=1000, help="distinct customers (1000)")
     up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for the consumers (240)")
+    up.add_argument(
+        "--backend",
+        choices=("embedded", "localstack"),
+        default=os.environ.get("BACKEND", "embedded"),
+        help="embedded: start the moto-based stack (default); localstack: use the LocalStack "
+        "already running on PORT (docker compose up -d)",
+    )
     up.add_argument("--reports", default="reports", help="where the run report goes (reports/)")
     up.set_defaults(func=cmd_up)
 
@@ -350,6 +368,11 @@ def parser() -> argparse.ArgumentParser:
     esm_sub = esm.add_subparsers(dest="esm_command", required=True, metavar="ACTION")
     run = esm_sub.add_parser("run", help="run every mapping in the foreground until stopped")
     common(run)
+    run.add_argument(
+        "--run-disabled",
+        action="store_true",
+        help="run mappings even when the Lambda API says they are disabled (used with LocalStack)",
+    )
     run.set_defaults(func=cmd_esm_run)
     reset = esm_sub.add_parser("reset", help="forget the runner's positions (replays all)")
     common(reset)

@@ -80,7 +80,7 @@ def test_nothing_lost_or_duplicated_under_throttling_and_crashes(
         lam.update_event_source_mapping(UUID=m["UUID"], BatchSize=2)
     set_throttle(settings.endpoint_url, 0.3)
 
-    events = list(generate(EVENTS, customers=200, seed=5))
+    events = list(generate(EVENTS, customers=50, seed=5))
     last: dict[str, tuple[int, int]] = {}
     with KinesisProducer(settings.stream_name, settings) as producer:
         step = EVENTS // ROUNDS

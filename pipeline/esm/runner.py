@@ -157,9 +157,16 @@ class EsmRunner:
     """Runs every mapping of the stack's Lambda API against the stack's Kinesis."""
 
     def __init__(
-        self, settings: Settings, state_dir: Path | None = None, function_names: Sequence[str] | None = None
+        self,
+        settings: Settings,
+        state_dir: Path | None = None,
+        function_names: Sequence[str] | None = None,
+        run_disabled: bool = False,
     ) -> None:
         self.settings = settings
+        # On LocalStack the mappings are created disabled so that its own poller stays idle;
+        # this runner then runs them regardless of their state.
+        self.run_disabled = run_disabled
         self.state_dir = state_dir or settings.state_dir
         self.kinesis = aws.client("kinesis", settings)
         self.lam = aws.client("lambda", settings)
@@ -207,6 +214,8 @@ class EsmRunner:
                 if ":kinesis:" not in m["EventSourceArn"]:
                     continue
                 mapping = Mapping.from_api(m)
+                if self.run_disabled:
+                    mapping.enabled = True
                 if self.only and mapping.function_name not in self.only:
                     continue
                 mappings.append(mapping)

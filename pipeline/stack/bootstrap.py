@@ -70,8 +70,14 @@ def _placeholder_zip() -> bytes:
     return buf.getvalue()
 
 
-def bootstrap(settings: Settings, consumers: tuple[Consumer, ...] = CONSUMERS) -> dict[str, Any]:
-    """Create whatever is missing; return the ARNs of what exists."""
+def bootstrap(
+    settings: Settings, consumers: tuple[Consumer, ...] = CONSUMERS, enabled: bool = True
+) -> dict[str, Any]:
+    """Create whatever is missing; return the ARNs of what exists.
+
+    ``enabled=False`` creates the mappings disabled (for LocalStack, whose own poller must stay idle
+    while the pipeline's runner runs them).
+    """
     kinesis = aws.client("kinesis", settings)
     s3 = aws.client("s3", settings)
     ddb = aws.client("dynamodb", settings)
@@ -164,6 +170,7 @@ def bootstrap(settings: Settings, consumers: tuple[Consumer, ...] = CONSUMERS) -
                 BisectBatchOnFunctionError=c.bisect,
                 FunctionResponseTypes=["ReportBatchItemFailures"],
                 DestinationConfig={"OnFailure": {"Destination": queue_arn}},
+                Enabled=enabled,
             )
         out["functions"][c.name] = {"function": name, "dlq": queue_url}
     return out
