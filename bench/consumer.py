@@ -14,7 +14,6 @@ import io
 import json
 import math
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,10 @@ import tempfile
 import time
 import tracemalloc
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
+
+from pipeline.stack.processes import ServerProcess
 
 TARGET_RATE = 100_000  # user records/s on one core
 TARGET_RATIO = 2.5
@@ -110,48 +112,6 @@ def _best(fn: Any, repeat: int = 3) -> float:
     return min(times)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Stack:
-    """``python -m pipeline.stack.server`` on a free port, like the test fixtures."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="bench-stack-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.stack.server", "--port", str(self.port)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"stack server exited; see {self.log.name}")
-            time.sleep(0.05)
-        raise RuntimeError("stack server did not start within 60 s")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        os.unlink(self.log.name)
-
-
 class _Counting:
     """Counts a client's calls by operation."""
 
@@ -204,7 +164,7 @@ def full_batch(event: dict[str, Any], n: int) -> dict[str, Any]:
     from pipeline.settings import Settings
 
     out: dict[str, Any] = {}
-    stack = _Stack()
+    stack = ServerProcess(Path(tempfile.mkdtemp(prefix="bench-consumer-")) / "server.log")
     try:
         settings = replace(Settings(), endpoint_url=stack.url)
         _resources(settings)

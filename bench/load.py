@@ -22,6 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.stack.processes import ServerProcess, children
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -43,18 +45,6 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     return 0.0
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return kids
-
-
 class Sampler(threading.Thread):
     """Samples CPU and memory of the processes every second, and the consumers' lag."""
 
@@ -73,7 +63,7 @@ class Sampler(threading.Thread):
 
         t0 = time.monotonic()
         while not self.stop_event.wait(1.0):
-            for w in _children(self.runner_pid):
+            for w in children(self.runner_pid):
                 self.worker_cpu[w] = max(self.worker_cpu.get(w, 0.0), _cpu_seconds(w))
                 self.worker_peak[w] = max(self.worker_peak.get(w, 0.0), _rss_mb(w))
             row: dict[str, Any] = {"t": round(time.monotonic() - t0, 1)}
@@ -111,12 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.stack import inspect
     from pipeline.stack.bootstrap import bootstrap
     from producers.producer import KinesisProducer
-    from tests.conftest import StackProcess
 
     work = Path(tempfile.mkdtemp(prefix="pipeline-load-"))
     out = Path(args.out or f"reports/load-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
-    server = StackProcess(work / "server.log")
+    server = ServerProcess(work / "server.log")
     settings = replace(
         Settings(),
         endpoint_url=server.endpoint_url,

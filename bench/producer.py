@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from pipeline.stack.processes import ServerProcess
 
 MIB = 1024 * 1024
 TARGET_RATIO = 5.0
@@ -202,50 +202,17 @@ def requests_per_100k(shard_count: int) -> tuple[list[str], bool]:
 
 
 # -- 4: against the embedded stack --------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class StackServer:
-    """``python -m pipeline.stack.server`` on a free port, as tests/conftest.py starts it."""
-
-    def __init__(self, log: Path, limits: bool = True) -> None:
-        self.port = _free_port()
-        cmd = [sys.executable, "-m", "pipeline.stack.server", "--port", str(self.port)]
-        if not limits:
-            cmd.append("--no-limits")
-        self.log = log
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"stack server exited: {log.read_text()[-500:]}")
-            time.sleep(0.05)
-        raise RuntimeError("stack server did not start within 30 s")
+class StackServer(ServerProcess):
+    """The stack server, plus its first log line (which says whether the Kinesis limits are on)."""
 
     def banner(self) -> str:
-        """The server's first log line (it says whether the Kinesis limits are on)."""
+        """The server's first log line."""
         for _ in range(50):
             text = self.log.read_text().strip()
             if text:
                 return text.splitlines()[0]
             time.sleep(0.05)
         return "(no banner)"
-
-    def stop(self) -> None:
-        """Terminate the server and wait for it."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def _sampler(stats: Callable[[], int], samples: list[tuple[float, int]], stop: threading.Event) -> None:

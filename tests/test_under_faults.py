@@ -16,6 +16,7 @@ from pipeline.events import generate
 from pipeline.settings import Settings
 from pipeline.stack import inspect
 from pipeline.stack.faults import set_throttle
+from pipeline.stack.processes import children
 from producers.producer import KinesisProducer
 
 EVENTS = 8_000
@@ -41,18 +42,6 @@ def _runner(settings: Settings, log: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return kids
 
 
 def _batches(settings: Settings) -> int:
@@ -95,9 +84,9 @@ def test_nothing_lost_or_duplicated_under_throttling_and_crashes(
     runner = _runner(settings, log)
     try:
         # A worker killed while it runs a batch: a function error, retried by the ESM.
-        _wait(lambda: len(_children(runner.pid)) >= 2, 60, "handler workers")
+        _wait(lambda: len(children(runner.pid)) >= 2, 60, "handler workers")
         time.sleep(0.5)
-        os.kill(_children(runner.pid)[0], signal.SIGKILL)
+        os.kill(children(runner.pid)[0], signal.SIGKILL)
         # The runner itself killed mid-run, then restarted from its persisted positions.
         _wait(lambda: _batches(settings) >= 4, 120, "a few batches")
         os.killpg(runner.pid, signal.SIGKILL)

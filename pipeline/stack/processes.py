@@ -119,3 +119,61 @@ def stop(state_dir: Path, name: str, timeout: float = 10.0) -> int | None:
             pass
     pid_file(state_dir, name).unlink(missing_ok=True)
     return pid
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    """Pids of the direct children of ``pid`` (read from /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+class ServerProcess:
+    """``python -m pipeline.stack.server`` in a child process on a free port (tests, benchmarks)."""
+
+    def __init__(self, log: Path, limits: bool = True, timeout: float = 60.0) -> None:
+        self.port = free_port()
+        self.log = log
+        cmd = [sys.executable, "-m", "pipeline.stack.server", "--port", str(self.port)]
+        if not limits:
+            cmd.append("--no-limits")
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port_in_use("127.0.0.1", self.port):
+                return
+            if self.proc.poll() is not None:
+                raise StackError(f"stack server exited: {log.read_text()[-500:]}")
+            time.sleep(0.05)
+        self.stop()
+        raise StackError(f"stack server did not start within {timeout:.0f} s")
+
+    @property
+    def endpoint_url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    url = endpoint_url
+
+    def stop(self) -> None:
+        """Terminate the server (kill it if it does not stop within 10 s)."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
