@@ -175,9 +175,14 @@ def test_local_env_applies_runs_events_and_destroys(settings: Settings, tmp_path
     """Apply envs/local, check the mappings against the variables, run events, destroy."""
     assert MIRROR is not None
     settings = replace(settings, shard_count=SHARDS)
-    work = tmp_path / "terraform"
+    work = tmp_path / "infra" / "terraform"
     shutil.copytree(
         ROOT / "infra" / "terraform", work, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*")
+    )
+    # The module reads the dashboard body from the package, two levels above infra/terraform.
+    (tmp_path / "pipeline" / "observability").mkdir(parents=True)
+    shutil.copy(
+        ROOT / "pipeline" / "observability" / "dashboard.json", tmp_path / "pipeline" / "observability"
     )
     env_dir = work / "envs" / "local"
     env = tf.environment(tf.write_cli_config(tmp_path / "tfcli", MIRROR))
@@ -213,6 +218,8 @@ def _apply_run_destroy(settings: Settings, env_dir: Path, env: dict[str, str], t
         assert outputs["bucket"] == settings.bucket
         _check_mappings(settings, outputs)
         _check_storage(settings)
+        dashboards = aws.client("cloudwatch", settings).list_dashboards()["DashboardEntries"]
+        assert [d["DashboardName"] for d in dashboards] == ["pipeline-pipeline"]
 
         produced = produce(settings, EVENTS, customers=50, seed=7, quiet=True)
         assert produced["user_records"] == EVENTS
