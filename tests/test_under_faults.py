@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from consumers.state_writer.model import expected_state
 from pipeline import aws
 from pipeline.events import generate
@@ -52,8 +54,13 @@ def _batches(settings: Settings) -> int:
 def _wait(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        try:
+            if predicate():
+                return
+        except ClientError as exc:
+            # The observer's own reads are throttled like everyone's; look again.
+            if "Throttl" not in exc.response["Error"]["Code"]:
+                raise
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
