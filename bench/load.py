@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         state_dir=work / "state",
         shard_count=args.shards,
     )
-    settings.state_dir.mkdir(parents=True)
+    (settings.state_dir / "logs").mkdir(parents=True)
     runner = None
     try:
         bootstrap(settings)
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--state-dir",
                 str(settings.state_dir),
             ],
-            stdout=open(work / "esm.log", "wb"),
+            stdout=open(settings.state_dir / "logs" / "esm.log", "wb"),
             stderr=subprocess.STDOUT,  # noqa: SIM115
             start_new_session=True,
         )
@@ -227,10 +227,19 @@ def main(argv: list[str] | None = None) -> int:
             "samples": sampler.samples,
         }
         (out / "load.json").write_text(json.dumps(report, indent=1))
+        from pipeline.observability.report import load_run, write_report
+
+        rows = [(k, str(v)) for k, v in report.items() if k not in ("samples", "producer")]
+        write_report(
+            out,
+            load_run(
+                settings.state_dir, title="make load", produced=pstats, elapsed=total_s, summary_rows=rows
+            ),
+        )
         for k, v in report.items():
             if k != "samples":
                 print(f"  {k}: {v}")
-        print(f"load: report in {out / 'load.json'}")
+        print(f"load: report in {out} (README.md, load.json, plots)")
         return 0 if lost == 0 and dup == 0 and state_ok else 1
     finally:
         if runner is not None and runner.poll() is None:
