@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         fields = ("events", "orders_created", "orders_cancelled", "paid_cents")
         state = {k: {f: v[f] for f in fields} for k, v in inspect.state_items(settings).items()}
         state_ok = state == expected
+        freshness = _freshness(settings.state_dir / "logs" / "pipeline-lake-writer.log")
         report = {
             "events": args.events,
             "customers": args.customers,
@@ -220,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                 "emulator_moto_server": round(_rss_mb(server.proc.pid, "VmHWM"), 1),
             },
             "producer": {k: v for k, v in pstats.items() if isinstance(v, int | float)},
+            "freshness_ms": freshness,
+            "rss_growth_mb_first_to_last_quarter": _growth(sampler.samples),
             "lost": lost,
             "duplicated": dup,
             "state_exact": state_ok,
@@ -249,6 +252,40 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(runner.pid, signal.SIGKILL)
         server.stop()
+
+
+def _growth(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """Peak RSS of the last quarter of the run minus that of the first quarter, per process."""
+    if len(samples) < 8:
+        return {}
+    q = len(samples) // 4
+    out = {}
+    for key in (k for k in samples[0] if k.endswith("_rss_mb")):
+        first = max(s.get(key, 0) for s in samples[:q])
+        last = max(s.get(key, 0) for s in samples[-q:])
+        out[key.removesuffix("_rss_mb")] = round(last - first, 1)
+    return out
+
+
+def _freshness(log: Path) -> dict[str, float]:
+    """Arrival in Kinesis → written to S3, per lake batch, from the lake writer's batch lines.
+
+    Each batch's oldest record waited ``record_age_ms`` before the batch started and ``ms`` while it
+    ran: their sum bounds the freshness of every record in the batch from above (the newest record's
+    is ``iterator_age_ms + ms``). Percentiles are over records, each counted at its batch's bound.
+    """
+    from pipeline.observability.logs import read_lines
+
+    values: list[float] = []
+    for line in read_lines(log):
+        if line.get("msg") == "batch" and "record_age_ms" in line:
+            bound = float(line["record_age_ms"]) + float(line.get("ms", 0))
+            values += [bound] * int(line.get("written", 0) or 0)
+    if not values:
+        return {}
+    values.sort()
+    pick = lambda q: round(values[min(len(values) - 1, int(q * len(values)))], 1)  # noqa: E731
+    return {"p50": pick(0.50), "p99": pick(0.99), "max": round(values[-1], 1), "records": len(values)}
 
 
 def _merge(into: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> None:

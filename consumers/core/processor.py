@@ -185,6 +185,7 @@ class BatchProcessor:
             **counters,
             failed=len(failures),
             iterator_age_ms=round(iterator_age_ms, 1),
+            record_age_ms=round(record_age_ms, 1),
             ms=round(ms, 1),
         )
         metrics.batch_metrics(
