@@ -54,15 +54,26 @@ def decode_archive(body: bytes) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
+def parse_key(key: str) -> tuple[str, int, int] | None:
+    """(shard id, first, last sequence number) named by an archive key; None for other keys.
+
+    Example:
+        >>> parse_key("raw/v1/shard=shardId-000000000000/49-51.jsonl.gz")
+        ('shardId-000000000000', 49, 51)
+    """
+    m = KEY_RE.search(key)
+    return (m["shard"], int(m["first"]), int(m["last"])) if m else None
+
+
 def _objects(s3: Any, bucket: str, prefix: str, shard_id: str) -> list[tuple[int, int, str]]:
     found = []
     for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=f"{prefix.rstrip('/')}/shard={shard_id}/"
     ):
         for obj in page.get("Contents", []):
-            m = KEY_RE.search(obj["Key"])
-            if m and m["shard"] == shard_id:
-                found.append((int(m["first"]), int(m["last"]), obj["Key"]))
+            parsed = parse_key(obj["Key"])
+            if parsed and parsed[0] == shard_id:
+                found.append((parsed[1], parsed[2], obj["Key"]))
     # Sequence numbers differ in digit count (small in moto), so order by value, not by key text.
     found.sort()
     return found

@@ -10,7 +10,6 @@ stream from there on.
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
 from collections.abc import Iterator
@@ -20,11 +19,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from consumers.lake_writer.archive import decode_archive, parse_key
 from pipeline.replay.errors import ReplayError
 from pipeline.replay.ranges import Range
 from pipeline.replay.records import RawRecord, from_get_records, from_lambda
-
-ARCHIVE_SUFFIX = ".jsonl.gz"
 
 
 def _code(exc: ClientError) -> str:
@@ -163,13 +161,8 @@ class ArchiveObject:
 
 def parse_archive_key(key: str) -> ArchiveObject | None:
     """``…/shard=X/<first>-<last>.jsonl.gz`` → its range; None for keys of another form."""
-    name = key.rsplit("/", 1)[-1]
-    if not name.endswith(ARCHIVE_SUFFIX):
-        return None
-    first, sep, last = name[: -len(ARCHIVE_SUFFIX)].partition("-")
-    if not sep or not first.isdigit() or not last.isdigit():
-        return None
-    return ArchiveObject(key, int(first), int(last))
+    parsed = parse_key(key)
+    return ArchiveObject(key, parsed[1], parsed[2]) if parsed else None
 
 
 class ArchiveReader:
@@ -222,19 +215,12 @@ class ArchiveReader:
         self.objects_read += 1
         where = f"s3://{self.bucket}/{obj.key}"
         try:
-            text = gzip.decompress(body)
+            items = list(decode_archive(body))
         except (OSError, EOFError) as exc:
             raise ReplayError(f"{where} is not gzip ({exc}); the archive object is damaged") from None
-        out = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError:
-                raise ReplayError(f"{where} line {n} is not JSON; the archive object is damaged") from None
-            out.append(from_lambda(item, f"{where} line {n}"))
-        return out
+        except ValueError:
+            raise ReplayError(f"{where} is not JSON lines; the archive object is damaged") from None
+        return [from_lambda(item, f"{where} record {n}") for n, item in enumerate(items, 1)]
 
     def read(
         self, shard_id: str, rng: Range, after: int | None = None, below: int | None = None
