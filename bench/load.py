@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv if argv is not None else sys.argv[2:] if len(sys.argv) > 2 else [])
 
     from consumers.state_writer.model import expected_state
-    from pipeline.cli import _caught_up
+    from pipeline.cli import caught_up
     from pipeline.events import generate
     from pipeline.settings import Settings
     from pipeline.stack import inspect
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         produce_s = time.monotonic() - t0
         producer_cpu = _cpu_seconds(os.getpid()) - cpu0
         deadline = time.monotonic() + args.timeout
-        while not _caught_up(settings, last, ["lake-writer", "state-writer"]):
+        while not caught_up(settings, last, ["lake-writer", "state-writer"]):
             if time.monotonic() > deadline:
                 print("load: consumers did not catch up in time")
                 return 1

@@ -51,7 +51,7 @@ def wait_for_consumers(
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _caught_up(settings, last_positions, consumers):
+        if caught_up(settings, last_positions, consumers):
             return True
         if processes.running_pid(settings.state_dir, ESM) is None:
             raise StackError("the ESM runner is not running; see `make logs`")
@@ -65,7 +65,7 @@ def wait_for_consumers(
     return False
 
 
-def _caught_up(
+def caught_up(
     settings: Settings, last_positions: dict[str, tuple[int, int]], consumers: Sequence[str]
 ) -> bool:
     """True when every consumer's checkpoint of every shard reached the produced positions."""
@@ -85,7 +85,8 @@ def summary(settings: Settings, produced: dict[str, Any], elapsed: float) -> lis
     """Rows of the end-of-run table."""
     from pipeline.stack import inspect
 
-    ids = inspect.lake_event_ids(settings)
+    keys = inspect.lake_keys(settings)
+    ids = inspect.lake_event_ids(settings, keys)
     cps = inspect.checkpoints(settings)
     esm = inspect.esm_stats(settings.state_dir)
     n = produced["user_records"]
@@ -100,7 +101,7 @@ def summary(settings: Settings, produced: dict[str, Any], elapsed: float) -> lis
             (f"batches invoked: {m['function']}", f"{m['batches']:,} ({m['cold_starts']} cold starts)")
         )
     rows += [
-        ("S3 objects (lake)", f"{len(inspect.lake_keys(settings)):,}"),
+        ("S3 objects (lake)", f"{len(keys):,}"),
         ("events in S3", f"{sum(ids.values()):,} ({len(ids):,} distinct)"),
         ("DynamoDB state items", f"{len(inspect.state_items(settings)):,}"),
         (

@@ -100,10 +100,10 @@ def test_nothing_lost_or_duplicated_under_throttling_and_crashes(
         runner.wait()
         runner = _runner(settings, log)
 
-        from pipeline.cli import _caught_up
+        from pipeline.cli import caught_up
 
         _wait(
-            lambda: _caught_up(settings, last, ["lake-writer", "state-writer"]),
+            lambda: caught_up(settings, last, ["lake-writer", "state-writer"]),
             400,
             "both consumers to reach the last produced positions",
         )

@@ -26,20 +26,22 @@ def lake_keys(settings: Settings, prefix: str | None = None) -> list[str]:
     return keys
 
 
-def lake_events(settings: Settings, prefix: str | None = None) -> Iterator[dict[str, Any]]:
-    """Every event stored in the lake (reads each Avro container file)."""
+def lake_events(
+    settings: Settings, prefix: str | None = None, keys: list[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every event stored in the lake (reads each Avro container file; ``keys`` if already listed)."""
     from consumers.lake_writer.container import register_zstandard_reader
 
     register_zstandard_reader()  # lake files may be zstd-compressed
     s3 = aws.client("s3", settings)
-    for key in lake_keys(settings, prefix):
+    for key in lake_keys(settings, prefix) if keys is None else keys:
         body = s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
         yield from fastavro.reader(io.BytesIO(body))  # type: ignore[misc]
 
 
-def lake_event_ids(settings: Settings) -> Counter[str]:
-    """How many times each event id occurs in the lake."""
-    return Counter(str(e["event_id"]) for e in lake_events(settings))
+def lake_event_ids(settings: Settings, keys: list[str] | None = None) -> Counter[str]:
+    """How many times each event id occurs in the lake (``keys``: the lake's objects, if listed)."""
+    return Counter(str(e["event_id"]) for e in lake_events(settings, keys=keys))
 
 
 def state_items(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -50,6 +50,13 @@ def test_up_on_a_taken_port_says_so_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
+def test_up_with_localstack_not_running_says_how_to_start_it(tmp_path: Path) -> None:
+    out = run("up", "--backend", "localstack", "--port", str(free_port()), "--state-dir", str(tmp_path))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "LocalStack is not answering" in lines[0] and "docker compose up" in lines[0]
+
+
 def test_unreachable_stack_is_one_readable_line(tmp_path: Path) -> None:
     out = run(
         "produce", "--count", "1", "--port", str(free_port()), "--state-dir", str(tmp_path), timeout=120
