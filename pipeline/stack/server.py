@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from pipeline.stack.dynamodb import patch_moto_dynamodb
 from pipeline.stack.limits import KinesisLimits
 
 
@@ -145,6 +146,7 @@ def build_app(limits: bool = True) -> Any:
 
     LambdaBackend.send_kinesis_message = _no_kinesis_push  # type: ignore[method-assign]
     _patch_moto_kinesis()
+    patch_moto_dynamodb()
     app = DomainDispatcherApplication(create_backend_app)
     from pipeline.stack.faults import ThrottleInjector, parse
 
