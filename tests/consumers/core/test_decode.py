@@ -68,10 +68,8 @@ def test_an_older_writer_schema_decodes_into_the_reader_schema_with_defaults() -
 
 
 def _reference() -> Decoder:
-    """A decoder with the single-pass aggregate path off: ``pipeline.codecs.kpl`` + ``payload``."""
-    decoder = Decoder(REG)
-    decoder._fast_reader = None
-    return decoder
+    """The reference decoder: ``pipeline.codecs.kpl`` + ``payload`` with fastavro, no generated reader."""
+    return Decoder(REG, fast=False)
 
 
 _EVENTS = list(generate(6, customers=2, seed=8))

@@ -1,0 +1,375 @@
+"""Schema-specialised Avro binary readers: Python source generated once per schema, compiled once.
+
+``fastavro.schemaless_reader`` walks the schema for every value it reads and pulls bytes through a
+file object; for small events most of its time is that overhead. ``compile_reader(schema)`` instead
+generates one function per record type that reads its fields straight from a ``bytes`` buffer at an
+integer offset, with the field order, union branches, enum symbols and map/array loops written out
+in the source. It returns what ``fastavro.schemaless_reader(buf, schema, None)`` returns for the same
+bytes, value for value (the property tests in ``tests/pipeline/codecs`` hold it to that).
+
+Scope: plain Avro types (null, boolean, int, long, float, double, bytes, string, fixed, enum, array,
+map, union, record, named references). Schemas with a ``logicalType`` or anything else this module
+does not know raise ``Unsupported``; callers then use fastavro. Schema resolution (a writer schema
+that differs from the reader schema) is not done here: the reader is generated for one schema.
+
+Bounds: reads are not checked against the value's end, only against the buffer's (Python's own
+indexing): a value that runs past its end returns a position past it, or raises when it runs past the
+buffer. Callers compare the returned position with the end they expect (``read_exactly`` does), so
+a reader can read one body in place inside a larger buffer (a KPL aggregate) without a copy.
+Malformed bodies raise ``IndexError`` (past the buffer, a union or enum index out of range),
+``ValueError`` (a negative length, a varint longer than 10 bytes), ``UnicodeDecodeError`` or
+``struct.error``; callers treat any exception as an undecodable body.
+
+Example:
+    >>> import io, fastavro
+    >>> schema = {"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"},
+    ...           {"name": "s", "type": ["null", "string"]}]}
+    >>> out = io.BytesIO(); fastavro.schemaless_writer(out, schema, {"a": -3, "s": "hi"})
+    >>> read = compile_reader(schema)
+    >>> read(out.getvalue(), 0)
+    ({'a': -3, 's': 'hi'}, 5)
+    >>> read_exactly(read, out.getvalue()[:-1])
+    Traceback (most recent call last):
+    ...
+    EOFError: the value needs 5 bytes, the buffer holds 4
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import fastavro
+
+#: ``read(buf, pos) -> (value, position after it)``, ``buf`` a ``bytes``. Reads are not bounded by the
+#: value's end: a truncated value either raises or returns a position past its end, so callers
+#: compare the returned position with the end they expect (``read_exactly`` does).
+Reader = Callable[[bytes, int], tuple[Any, int]]
+
+_MASK64 = (1 << 64) - 1
+_PRIMITIVE = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
+_PAST = 1 << 62  # added to the position for a negative length: the value then ends past any buffer
+
+
+class Unsupported(Exception):
+    """The schema uses something the generated reader does not implement; use fastavro instead."""
+
+
+def _long(b: bytes, p: int) -> tuple[int, int]:
+    """The zig-zag varint at ``p`` whose first byte is ≥ 0x80: (value, position after it).
+
+    Like fastavro's reader, the value is taken modulo 2**64 as a signed 64-bit integer; a varint
+    longer than 10 bytes is rejected."""
+    n = b[p] & 0x7F
+    x = b[p + 1]
+    p += 2
+    if x < 0x80:
+        n |= x << 7
+    else:
+        n |= (x & 0x7F) << 7
+        s = 14
+        while True:
+            x = b[p]
+            p += 1
+            n |= (x & 0x7F) << s
+            if x < 0x80:
+                break
+            s += 7
+            if s > 63:
+                raise ValueError("varint longer than 10 bytes")
+        if n > _MASK64:
+            n &= _MASK64
+    return (n >> 1) ^ -(n & 1), p
+
+
+def _sized(b: bytes, p: int) -> tuple[bytes, int]:
+    """Bytes whose length varint at ``p`` takes more than one byte: (bytes, position after)."""
+    n, p = _long(b, p)
+    if n < 0:
+        raise ValueError(f"negative length {n}")
+    return b[p : p + n], p + n
+
+
+def _string(b: bytes, p: int) -> tuple[str, int]:
+    """A string whose length varint at ``p`` takes more than one byte: (string, position after)."""
+    n, p = _long(b, p)
+    if n < 0:
+        raise ValueError(f"negative length {n}")
+    return b[p : p + n].decode(), p + n
+
+
+def _index(b: bytes, p: int, symbols: tuple[Any, ...]) -> tuple[Any, int]:
+    """``symbols[i]`` for the varint ``i`` at ``p`` that is not a plain one-byte index: Python's
+    indexing, as fastavro's ``writer_schema["symbols"][index]`` (negative indexes count from the
+    end; out of range raises IndexError)."""
+    c = b[p]
+    if c < 0x80:
+        return symbols[(c >> 1) ^ -(c & 1)], p + 1
+    i, p = _long(b, p)
+    return symbols[i], p
+
+
+# One-byte varints (< 0x80) by their byte; None for the first byte of a longer one.
+_ZIGZAG = tuple((c >> 1) ^ -(c & 1) if c < 0x80 else None for c in range(256))
+# One-byte lengths: the step from the length byte to the end of the value (0: a longer varint;
+# a negative length steps past any buffer, so the caller's end check fails).
+_STEP = tuple((1 + (c >> 1) if not c & 1 else _PAST) if c < 0x80 else 0 for c in range(256))
+# The same for the lean reader, with every longer length stepping past any buffer.
+_LEAN_STEP = tuple(step or _PAST for step in _STEP)
+_FLOAT = struct.Struct("<f").unpack_from
+_DOUBLE = struct.Struct("<d").unpack_from
+
+
+def _one_byte(symbols: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``symbols[i]`` (Python indexing) for every one-byte varint ``i``; None where that fails."""
+    table: list[Any] = []
+    for c in range(256):
+        i = _ZIGZAG[c]
+        table.append(symbols[i] if i is not None and -len(symbols) <= i < len(symbols) else None)
+    return tuple(table)
+
+
+class _Generator:
+    def __init__(self, lean: bool) -> None:
+        self.lean = lean
+        self.named: dict[str, Any] = {}
+        self.functions: dict[str, str] = {}  # record full name -> function name
+        self.sources: list[str] = []
+        self.consts: dict[str, Any] = {}
+        self.counter = 0
+
+    def var(self, hint: str) -> str:
+        self.counter += 1
+        return f"{hint}{self.counter}"
+
+    def const(self, value: Any, hint: str) -> str:
+        name = f"_{hint}{len(self.consts)}"
+        self.consts[name] = value
+        return name
+
+    # Each ``emit_*`` appends lines to ``out`` that leave the value in ``target`` and advance ``p``.
+
+    def emit(self, schema: Any, out: list[str], ind: str, target: str) -> None:
+        if isinstance(schema, str):
+            if schema in _PRIMITIVE:
+                self.emit_primitive(schema, out, ind, target)
+            elif schema in self.named:
+                self.emit_named(self.named[schema], out, ind, target)
+            else:
+                raise Unsupported(f"unknown type {schema!r}")
+        elif isinstance(schema, list):
+            self.emit_union(schema, out, ind, target)
+        elif isinstance(schema, dict):
+            if "logicalType" in schema:
+                raise Unsupported(f"logical type {schema['logicalType']!r}")
+            kind = schema.get("type")
+            if kind in ("record", "error", "enum", "fixed"):
+                self.define(schema)
+                self.emit_named(schema, out, ind, target)
+            elif kind == "array":
+                self.emit_array(schema, out, ind, target)
+            elif kind == "map":
+                self.emit_map(schema, out, ind, target)
+            elif isinstance(kind, (str, list, dict)):
+                self.emit(kind, out, ind, target)
+            else:
+                raise Unsupported(f"schema {schema!r}")
+        else:
+            raise Unsupported(f"schema {schema!r}")
+
+    def define(self, schema: dict[str, Any]) -> None:
+        name = schema.get("name")
+        if not isinstance(name, str):
+            raise Unsupported("named type without a name")
+        if name not in self.named:
+            self.named[name] = schema
+
+    def emit_named(self, schema: dict[str, Any], out: list[str], ind: str, target: str) -> None:
+        kind = schema["type"]
+        if kind in ("record", "error"):
+            fn = self.record_function(schema)
+            out.append(f"{ind}{target}, p = {fn}(b, p)")
+        elif kind == "enum":
+            symbols = tuple(schema["symbols"])
+            self.emit_indexed(symbols, out, ind, target)
+        elif kind == "fixed":
+            size = int(schema["size"])
+            out += [f"{ind}{target} = b[p:p + {size}]", f"{ind}p += {size}"]
+        else:
+            raise Unsupported(f"named type {kind!r}")
+
+    def emit_indexed(self, symbols: tuple[Any, ...], out: list[str], ind: str, target: str) -> None:
+        """``symbols[varint]``: enum symbols, or union branch numbers."""
+        if self.lean:  # one-byte, in-range, non-negative indexes only: KeyError otherwise
+            by_byte = {2 * i: v for i, v in enumerate(symbols)}
+            out += [f"{ind}{target} = {self.const(by_byte, 'by_byte')}[b[p]]", f"{ind}p += 1"]
+            return
+        table, full = self.const(_one_byte(symbols), "by_byte"), self.const(symbols, "symbols")
+        out += [
+            f"{ind}{target} = {table}[b[p]]",
+            f"{ind}if {target} is None:",
+            f"{ind}    {target}, p = _index(b, p, {full})",
+            f"{ind}else:",
+            f"{ind}    p += 1",
+        ]
+
+    def emit_long(self, out: list[str], ind: str, target: str) -> None:
+        out += [
+            f"{ind}{target} = _ZIGZAG[b[p]]",
+            f"{ind}if {target} is None:",
+            f"{ind}    {target}, p = _long(b, p)",
+            f"{ind}else:",
+            f"{ind}    p += 1",
+        ]
+
+    def emit_sized(self, out: list[str], ind: str, target: str, decode: bool) -> None:
+        tail = ".decode()" if decode else ""
+        if self.lean:  # a longer length steps past any buffer: the caller's end check fails
+            out.append(f"{ind}{target} = b[p + 1 : (p := p + _LEAN_STEP[b[p]])]{tail}")
+            return
+        q = self.var("q")
+        out += [
+            f"{ind}{q} = p + _STEP[b[p]]",
+            f"{ind}if {q} == p:",
+            f"{ind}    {target}, {q} = {'_string' if decode else '_sized'}(b, p)",
+            f"{ind}else:",
+            f"{ind}    {target} = b[p + 1 : {q}]{tail}",
+            f"{ind}p = {q}",
+        ]
+
+    def emit_primitive(self, kind: str, out: list[str], ind: str, target: str) -> None:
+        if kind == "null":
+            out.append(f"{ind}{target} = None")
+        elif kind == "boolean":
+            out += [f"{ind}{target} = b[p] != 0", f"{ind}p += 1"]
+        elif kind in ("int", "long"):
+            self.emit_long(out, ind, target)
+        elif kind in ("float", "double"):
+            size, fn = (4, "_FLOAT") if kind == "float" else (8, "_DOUBLE")
+            out += [f"{ind}{target} = {fn}(b, p)[0]", f"{ind}p += {size}"]
+        elif kind == "bytes":
+            self.emit_sized(out, ind, target, decode=False)
+        else:  # string
+            self.emit_sized(out, ind, target, decode=True)
+
+    def emit_union(self, branches: list[Any], out: list[str], ind: str, target: str) -> None:
+        if not branches:
+            raise Unsupported("empty union")
+        if self.lean:  # one-byte, in-range, non-negative indexes only: IndexError otherwise
+            c = self.var("c")
+            out += [f"{ind}{c} = b[p]", f"{ind}p += 1"]
+            for n, branch in enumerate(branches):
+                out.append(f"{ind}{'el' if n else ''}if {c} == {2 * n}:")
+                self.emit(branch, out, ind + "    ", target)
+            out += [f"{ind}else:", f"{ind}    raise IndexError('union index')"]
+            return
+        i = self.var("i")
+        self.emit_indexed(tuple(range(len(branches))), out, ind, i)
+        for n, branch in enumerate(branches):
+            if n == len(branches) - 1:  # the index is in range: _index raised otherwise
+                out.append(f"{ind}else:" if n else f"{ind}if True:")
+            else:
+                out.append(f"{ind}{'el' if n else ''}if {i} == {n}:")
+            self.emit(branch, out, ind + "    ", target)
+
+    def emit_blocks(self, out: list[str], ind: str, k: str) -> tuple[str, str]:
+        """Opening lines of a block loop; returns the indentations of the loop and of its items."""
+        out.append(f"{ind}while {k}:")
+        out.append(f"{ind}    if {k} < 0:  # a negative count is followed by the block's byte size")
+        out.append(f"{ind}        {k} = -{k}")
+        self.emit_long(out, ind + "        ", "_")
+        return ind + "    ", ind + "        "
+
+    def emit_array(self, schema: dict[str, Any], out: list[str], ind: str, target: str) -> None:
+        k, x, append = self.var("k"), self.var("x"), self.var("append")
+        out += [f"{ind}{target} = []", f"{ind}{append} = {target}.append"]
+        self.emit_long(out, ind, k)
+        inner, body = self.emit_blocks(out, ind, k)
+        out.append(f"{inner}for _ in range({k}):")
+        self.emit(schema["items"], out, body, x)
+        out.append(f"{body}{append}({x})")
+        self.emit_long(out, inner, k)
+
+    def emit_map(self, schema: dict[str, Any], out: list[str], ind: str, target: str) -> None:
+        k, key, x = self.var("k"), self.var("key"), self.var("x")
+        out.append(f"{ind}{target} = {{}}")
+        self.emit_long(out, ind, k)
+        inner, body = self.emit_blocks(out, ind, k)
+        out.append(f"{inner}for _ in range({k}):")
+        self.emit_sized(out, body, key, decode=True)
+        self.emit(schema["values"], out, body, x)
+        out.append(f"{body}{target}[{key}] = {x}")
+        self.emit_long(out, inner, k)
+
+    def record_function(self, schema: dict[str, Any]) -> str:
+        name = schema["name"]
+        fn = self.functions.get(name)
+        if fn is not None:
+            return fn
+        fn = self.functions[name] = f"_record{len(self.functions)}"
+        out = [f"def {fn}(b, p):"]
+        values = []
+        for field in schema["fields"]:
+            fname = field["name"]
+            if not isinstance(fname, str) or not fname.isidentifier():
+                raise Unsupported(f"field name {fname!r}")
+            v = self.var("v")
+            self.emit(field["type"], out, "    ", v)
+            values.append(f"{fname!r}: {v}")
+        out.append(f"    return {{{', '.join(values)}}}, p")
+        self.sources.append("\n".join(out))
+        return fn
+
+
+def reader_source(schema: Any, lean: bool = False) -> tuple[str, str, dict[str, Any]]:
+    """(source, entry function name, constants) of the reader for ``schema``; ``Unsupported`` if
+    the schema uses something this module does not read. See ``compile_reader`` for ``lean``."""
+    parsed = fastavro.parse_schema(schema)
+    gen = _Generator(lean)
+    if isinstance(parsed, dict) and parsed.get("type") in ("record", "error") and "logicalType" not in parsed:
+        gen.define(parsed)
+        entry = gen.record_function(parsed)
+    else:  # any other top-level type: wrap it in a function of its own
+        out = ["def _value(b, p):"]
+        gen.emit(parsed, out, "    ", "value")
+        out.append("    return value, p")
+        gen.sources.append("\n".join(out))
+        entry = "_value"
+    return "\n\n".join(gen.sources) + "\n", entry, gen.consts
+
+
+def compile_reader(schema: Any, lean: bool = False) -> Reader:
+    """A reader for ``schema``: ``read(buf, pos) -> (value, position after it)``.
+
+    ``lean=True`` makes a quicker reader for the common encoding only: string and bytes lengths
+    below 64 and union and enum indexes written as one non-negative byte, as every writer writes
+    them for short values. Anything else makes it raise or return a position past the end (never a
+    wrong value at the right end); callers then read the body again with the full reader.
+
+    Raises ``Unsupported`` for schemas outside this module's scope (see the module docstring)."""
+    source, entry, consts = reader_source(schema, lean)
+    namespace: dict[str, Any] = {
+        "_ZIGZAG": _ZIGZAG,
+        "_STEP": _STEP,
+        "_LEAN_STEP": _LEAN_STEP,
+        "_long": _long,
+        "_sized": _sized,
+        "_string": _string,
+        "_index": _index,
+        "_FLOAT": _FLOAT,
+        "_DOUBLE": _DOUBLE,
+        **consts,
+    }
+    exec(compile(source, f"<avro reader {entry}>", "exec"), namespace)
+    reader: Reader = namespace[entry]
+    return reader
+
+
+def read_exactly(read: Reader, data: bytes, start: int = 0) -> tuple[Any, int]:
+    """``read(data, start)`` with a value that runs past the end of ``data`` raised as ``EOFError``:
+    (value, position after it), which is less than ``len(data)`` when bytes follow the value."""
+    value, end = read(data, start)
+    if end > len(data):
+        raise EOFError(f"the value needs {end - start} bytes, the buffer holds {len(data) - start}")
+    return value, end
