@@ -22,9 +22,7 @@ from typing import Any
 import fastavro
 import fastavro.validation
 
-from consumers.core.records import _SETTERS as _RECORD_SETTERS
 from consumers.core.records import Poison, UserRecord, user_record
-from consumers.core.records import _new as _new_record
 from pipeline.codecs import kpl
 from pipeline.codecs.avro import HEADER as AVRO_HEADER
 from pipeline.codecs.avro import HEADER_SIZE, SchemaRegistry
@@ -184,7 +182,7 @@ class Decoder:
         header = self._header
         starts = raw.startswith
         append = out.append
-        new, (s_pos, s_seq, s_sub, s_pk, s_event, s_arrival, s_body) = _new_record, _RECORD_SETTERS
+        new = tuple.__new__
         pks: list[str] = []
         n_pk = n_ehk = 0
         max_ehi = -1
@@ -223,10 +221,15 @@ class Decoder:
                         elif k == 0x1A:
                             dl = raw[pos + 1]
                             pos += 2
-                            if dl >= 0x80:
-                                dl, pos = _varint(raw, pos - 1, stop)
-                            ds, de = pos, pos + dl
-                            pos = de
+                            if dl >= 0x80:  # bodies of 128 B-16 KiB: two bytes, read inline
+                                b2 = raw[pos]
+                                if b2 < 0x80:
+                                    dl = (dl & 0x7F) | (b2 << 7)
+                                    pos += 1
+                                else:
+                                    dl, pos = _varint(raw, pos - 1, stop)
+                            ds = pos
+                            pos = de = pos + dl
                         else:
                             return False  # tags or unknown fields: the reference parser handles them
                     if pos != stop or pki < 0 or ds < 0 or pki >= n_pk:
@@ -242,15 +245,7 @@ class Decoder:
                         except Exception:  # the reference path below names the problem
                             p = -1
                         if p == len(body) and event["event_id"]:
-                            r = new(UserRecord)
-                            s_pos(r, position)
-                            s_seq(r, seq)
-                            s_sub(r, sub)
-                            s_pk(r, pks[pki])
-                            s_event(r, event)
-                            s_arrival(r, arrival)
-                            s_body(r, body)
-                            append(r)
+                            append(new(UserRecord, (position, seq, sub, pks[pki], event, arrival, body)))
                             sub += 1
                             continue
                     data = raw[ds:de]
