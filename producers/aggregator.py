@@ -8,7 +8,10 @@ A lone record is sent as itself (its own key and explicit hash key), as the KPL 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from itertools import accumulate, count, filterfalse
+from operator import add, itemgetter
 from typing import Any
 
 from pipeline.codecs import kpl
@@ -18,25 +21,65 @@ MAX_RECORD_BYTES = 1024 * 1024
 OVERHEAD = kpl.OVERHEAD
 
 _key_entry = kpl.key_entry
+_varint = kpl.varint
 _record_header = kpl.record_header
 # Byte strings that repeat across records, made once: the partition key table's entry prefixes
-# (tag + one-byte length) and record headers by data length and key index.
-_PK_PREFIX = [bytes((0x0A, n)) for n in range(0x80)]
+# (tag + length, for keys of up to 256 four-byte characters) and record headers by data length
+# and key index.
+_PK_PREFIX = [b"\x0a" + kpl.varint(n) for n in range(1025)]
 _HEADERS: dict[int, list[bytes]] = {}
+_HEADER_ENDS: dict[int, list[int]] = {}
+_HEADER_CACHE_INDEXES = 0x4000  # key indexes below this have cached headers (two-byte varints)
+_encode = str.encode  # UTF-8 by default
+_first = itemgetter(0)
+
+
+def _first_position(group: tuple[Any, Sequence[int]]) -> int:
+    return group[1][0]
 
 
 def _header(pk_index: int, data_len: int) -> bytes:
     """``kpl.record_header`` without an explicit hash key, cached for small indexes."""
-    if pk_index >= 0x4000:
+    if pk_index >= _HEADER_CACHE_INDEXES:
         return _record_header(pk_index, None, data_len)
+    hs = _HEADERS.get(data_len)
+    if hs is None or len(hs) <= pk_index:
+        hs = _headers(data_len, pk_index + 1)
+    return hs[pk_index]
+
+
+def _headers(data_len: int, stop: int) -> list[bytes]:
+    """The cached headers for ``data_len``, holding at least the key indexes below ``stop``
+    (at most ``_HEADER_CACHE_INDEXES``); ``_HEADER_ENDS[data_len][i]`` is the total length of
+    the headers of key indexes below ``i``."""
     hs = _HEADERS.get(data_len)
     if hs is None:
         if len(_HEADERS) >= 4096:
             _HEADERS.clear()
+            _HEADER_ENDS.clear()
         hs = _HEADERS[data_len] = []
-    while len(hs) <= pk_index:
-        hs.append(_record_header(len(hs), None, data_len))
-    return hs[pk_index]
+        _HEADER_ENDS[data_len] = [0]
+    if len(hs) < stop:
+        ends = _HEADER_ENDS[data_len]
+        for i in range(len(hs), stop):
+            h = _record_header(i, None, data_len)
+            hs.append(h)
+            ends.append(ends[-1] + len(h))
+    return hs
+
+
+def _key_pieces(keys: Sequence[str]) -> tuple[list[bytes], int]:
+    """Partition key table entries of ``keys`` as pieces (tag and length, then the UTF-8 key:
+    ``kpl.key_entry`` of each key is two consecutive pieces), and their total length."""
+    kbs = list(map(_encode, keys))
+    lens = list(map(len, kbs))
+    pieces = [b""] * (2 * len(kbs))
+    pieces[1::2] = kbs
+    if max(lens) < 0x80:
+        pieces[0::2] = map(_PK_PREFIX.__getitem__, lens)
+        return pieces, sum(lens) + 2 * len(kbs)
+    pieces[0::2] = [_PK_PREFIX[n] if n < len(_PK_PREFIX) else b"\x0a" + _varint(n) for n in lens]
+    return pieces, sum(lens) + sum(map(len, pieces[0::2]))
 
 
 class OpenAggregate:
@@ -65,7 +108,7 @@ class OpenAggregate:
         self.first_ehk: str | None = None
         self.size = OVERHEAD
         self.pk_index: dict[str, int] = {}
-        self.pk_entries: list[bytes] = []
+        self.pk_entries: list[bytes] = []  # the partition key table's bytes, entries or pieces
         self.ehk_index: dict[str, int] = {}
         self.ehk_entries: list[bytes] = []
         self.parts: list[bytes] = []  # record header, data, record header, data, ...
@@ -146,7 +189,7 @@ class Aggregator:
         while True:
             pki = agg.pk_index.get(partition_key)
             if pki is None:
-                pki = len(agg.pk_entries)
+                pki = len(agg.pk_index)
                 kb = partition_key.encode("utf-8")
                 entry = _PK_PREFIX[len(kb)] + kb if len(kb) < 0x80 else _key_entry(kb)
                 cost = len(entry)
@@ -194,6 +237,170 @@ class Aggregator:
         if arrival is not None and arrival < agg.oldest_arrival:
             agg.oldest_arrival = arrival
         return sealed
+
+    def add_many(
+        self,
+        groups: Iterable[tuple[Any, Sequence[int]]],
+        shard_hash_keys: dict[str, str],
+        partition_keys: Sequence[str],
+        datas: Sequence[bytes],
+        now: float,
+        handles: Sequence[Any] | None = None,
+        arrivals: Sequence[float] | None = None,
+    ) -> list[KinesisRecord]:
+        """``add`` for many records without explicit hash keys; the aggregates it sealed.
+
+        ``groups`` is ``ShardMap.route_many(partition_keys)``: (shard, positions) per shard, the
+        positions ascending. ``handles`` default to None per record, ``arrivals`` to ``now``.
+        The result is what calling ``add`` for each record in order gives: the same aggregates,
+        byte for byte, sealed in the same order (tests compare the two).
+        """
+        sealed: list[tuple[int, KinesisRecord]] = []
+        n = len(partition_keys)
+        groups = sorted(groups, key=_first_position)
+        opened = self.open
+        for shard, _ in groups:
+            # Open aggregates in the order their first records come, as ``add`` would.
+            if shard.shard_id not in opened:
+                opened[shard.shard_id] = OpenAggregate(shard.shard_id, shard_hash_keys[shard.shard_id], now)
+        for shard, positions in groups:
+            shard_id = shard.shard_id
+            keys: Sequence[str] = partition_keys
+            data: Sequence[bytes] = datas
+            hs: Sequence[Any] | None = handles
+            if not (type(positions) is range and len(positions) == n and positions.start == 0):
+                keys = list(map(partition_keys.__getitem__, positions))
+                data = list(map(datas.__getitem__, positions))
+                hs = None if handles is None else list(map(handles.__getitem__, positions))
+            self._fill(shard_id, shard_hash_keys[shard_id], keys, data, hs, positions, now, arrivals, sealed)
+        if len(sealed) > 1:
+            sealed.sort(key=_first)
+        return [kr for _, kr in sealed]
+
+    def _fill(
+        self,
+        shard_id: str,
+        shard_hash_key: str,
+        keys: Sequence[str],
+        datas: Sequence[bytes],
+        handles: Sequence[Any] | None,
+        positions: Sequence[int],
+        now: float,
+        arrivals: Sequence[float] | None,
+        sealed: list[tuple[int, KinesisRecord]],
+    ) -> None:
+        """Add one shard's records (in order) to its aggregate, a chunk at a time.
+
+        Each chunk is priced whole with C-level passes: the key table entries of the keys new
+        to the aggregate, each record's header and data. When it fits (the usual case) it is
+        committed whole; otherwise the exact cumulative sizes find the first record that does
+        not fit: the records before it are committed and the aggregate is sealed there, as
+        ``add`` does when that record comes.
+        """
+        agg = self.open.get(shard_id)
+        if agg is None:
+            agg = self.open[shard_id] = OpenAggregate(shard_id, shard_hash_key, now)
+        max_bytes = self.max_bytes
+        m = len(keys)
+        a = 0
+        per_record = len(datas[0]) + 8  # a record's cost, estimated; refined as chunks go
+        while a < m:
+            pk_index = agg.pk_index
+            held = len(agg.handles)
+            room = max_bytes - agg.size
+            # As many records as should fit, so that most chunks are taken whole.
+            b = min(m, a + max(16, min(4096, room // per_record)))
+            ck = keys[a:b]
+            cd = datas[a:b]
+            k = b - a
+            base = len(pk_index)
+            uniq = dict.fromkeys(ck)
+            if len(uniq) == k and pk_index.keys().isdisjoint(uniq):
+                new: Sequence[str] = ck  # every key is new to the aggregate (random keys)
+                pkis: Sequence[int] = range(base, b - a + base)
+                provisional = False
+            else:
+                new = list(filterfalse(pk_index.__contains__, uniq))
+                pk_index.update(zip(new, count(base)))  # undone below for keys past a cut
+                pkis = list(map(pk_index.__getitem__, ck))
+                provisional = True
+            stop = base + len(new)
+            if new:
+                pieces, pieces_len = _key_pieces(new)
+            else:
+                pieces, pieces_len = [], 0
+            dl = list(map(len, cd))
+            d0 = dl[0]
+            if stop <= _HEADER_CACHE_INDEXES and dl.count(d0) == k:
+                hl = _headers(d0, stop)
+                if provisional:
+                    hd = list(map(hl.__getitem__, pkis))
+                    headers_len = sum(map(len, hd))
+                else:
+                    hd = hl[base:stop]
+                    ends = _HEADER_ENDS[d0]
+                    headers_len = ends[stop] - ends[base]
+                data_len = d0 * k
+            else:
+                hd = list(map(_header, pkis, dl))
+                headers_len = sum(map(len, hd))
+                data_len = sum(dl)
+            first_key_bytes = 0 if held else len(ck[0].encode("utf-8"))
+            total = headers_len + data_len + pieces_len + first_key_bytes
+            if total <= room and held + k <= self.max_count:
+                take = k
+                keep = len(new)
+            else:
+                # The exact cut: the size after each record, new keys' entries counted where
+                # they are first used, the aggregate's own partition key with its first record.
+                costs = list(map(add, map(len, hd), dl))
+                costs[0] += first_key_bytes
+                entry_lens = list(map(add, map(len, pieces[0::2]), map(len, pieces[1::2])))
+                if provisional:
+                    first_at = dict(zip(reversed(ck), range(k - 1, -1, -1), strict=True))
+                    firsts: Sequence[int] = list(map(first_at.__getitem__, new))
+                    for i, e in zip(firsts, entry_lens, strict=True):
+                        costs[i] += e
+                else:
+                    firsts = range(k)
+                    costs = list(map(add, costs, entry_lens))
+                cum = list(accumulate(costs, initial=0))
+                take = min(bisect_right(cum, room) - 1, self.max_count - held)
+                if not held:
+                    take = max(take, 1)  # a lone record always goes (put checked its size)
+                keep = bisect_left(firsts, take)  # new keys first used before the cut
+                total = cum[take]
+                if provisional:
+                    for key in new[keep:]:
+                        del pk_index[key]
+                del pieces[2 * keep :]
+            if not provisional:
+                pk_index.update(zip(ck[:keep], pkis[:keep], strict=True))
+            if not held:
+                agg.first_key = ck[0]
+                agg.first_ehk = None
+            if keep:
+                agg.pk_entries += pieces
+            if take:
+                pair = [b""] * (2 * take)
+                pair[0::2] = hd[:take] if take < k else hd
+                pair[1::2] = cd[:take] if take < k else cd
+                agg.parts += pair
+                if handles is None:
+                    agg.handles += [None] * take
+                else:
+                    agg.handles += handles[a : a + take]
+                if arrivals is not None:
+                    oldest = min(map(arrivals.__getitem__, positions[a : a + take]))
+                    if oldest < agg.oldest_arrival:
+                        agg.oldest_arrival = oldest
+                agg.size += total
+                per_record = max(1, total // take)
+            a += take
+            if take < k:
+                # The record at ``a`` does not fit: seal, as ``add`` does when that record comes.
+                sealed.append((positions[a], agg.seal(agg.first_arrival + self.max_buffered_time)))
+                agg = self.open[shard_id] = OpenAggregate(shard_id, shard_hash_key, now)
 
     def next_deadline(self) -> float | None:
         """When the oldest open aggregate is due, or None if none is open."""

@@ -5,16 +5,38 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Callable, Iterable
+import importlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from itertools import compress, repeat
+from operator import is_
 from typing import Any
 
 from producers.errors import StreamNotFound
 
 MAX_HASH_KEY = 2**128 - 1
-_md5 = hashlib.md5
+
+
+def _fast_md5() -> Callable[[bytes], Any]:
+    """CPython's built-in MD5 when present: the same digest as ``hashlib.md5`` (which goes through
+    OpenSSL 3's EVP layer and costs two to four times as much for a key of a few dozen bytes)."""
+    try:
+        md5: Callable[[bytes], Any] = importlib.import_module("_md5").md5
+        if md5(b"partition-key").digest() == hashlib.md5(b"partition-key").digest():
+            return md5
+    except (ImportError, AttributeError, ValueError):  # pragma: no cover - builds without it
+        pass
+    return hashlib.md5  # pragma: no cover
+
+
+_md5 = _fast_md5()
+_digest = type(_md5(b"")).digest  # the unbound method: mapped over many hash objects at C speed
+_encode = str.encode  # UTF-8 by default
 _from_bytes = int.from_bytes
 _bisect = bisect.bisect_right
+_CACHE_MAX = 65536
+_CHUNK = 4096  # keys per step of ``route_indexes``: the unit in which it decides to use the cache
 
 
 def hash_key(partition_key: str) -> int:
@@ -79,15 +101,23 @@ class ShardMap:
             raise StreamNotFound("the stream has no open shards: is it still being created or deleted?")
         self.shards = sorted(shards, key=lambda s: s.start)
         self._starts = [s.start for s in self.shards]
-        # MD5 digests compare as big-endian bytes in the same order as their integer values, so
-        # routing by partition key can bisect on the digest without converting it.
-        self._start_digests = [s.start.to_bytes(16, "big") for s in self.shards]
+        # MD5 digests compare as big-endian bytes in the same order as their integer values
+        # (equal lengths, unsigned, most significant byte first), so routing by partition key
+        # bisects on the 16-byte digest without converting it: exact on every boundary. The
+        # first shard's start is left out: bisecting the others gives the shard's index directly,
+        # and a hash below the first start (a gap, mid-resharding) gives 0 as ``shard_for_hash``.
+        self._start_digests = [s.start.to_bytes(16, "big") for s in self.shards[1:]]
+        self._index_of = partial(_bisect, self._start_digests)
         self.by_id = {s.shard_id: s for s in self.shards}
         # An aggregate carries its shard's starting hash key as explicit hash key: any value in
         # the range pins it to the shard, and this one is a string made once per shard.
         self.start_keys = {s.shard_id: str(s.start) for s in self.shards}
-        # Popular keys are hashed once; the cache is dropped when it grows past its bound.
-        self._cache: dict[str, ShardRange] = {}
+        # Popular keys are hashed once (key -> index in ``shards``); the cache is dropped when it
+        # grows past its bound. ``route_indexes`` stops consulting it while keys do not repeat,
+        # and tries it again every few thousand keys.
+        self._cache: dict[str, int] = {}
+        self._cache_useful = True
+        self._cache_skipped = 0
         self._single = self.shards[0] if len(self.shards) == 1 else None
 
     @classmethod
@@ -102,7 +132,7 @@ class ShardMap:
 
     def shard_for_hash(self, value: int) -> ShardRange:
         """The open shard whose range holds ``value`` (the nearest below it if none does)."""
-        i = bisect.bisect_right(self._starts, value) - 1
+        i = _bisect(self._starts, value) - 1
         # A gap (mid-resharding) only makes the prediction wrong, which the retrier corrects.
         return self.shards[i if i >= 0 else 0]
 
@@ -113,14 +143,68 @@ class ShardMap:
 
     def route(self, partition_key: str) -> ShardRange:
         """The shard of a partition key, from the cache when the key was seen before."""
-        shard = self._single or self._cache.get(partition_key)
-        if shard is None:
-            i = _bisect(self._start_digests, _md5(partition_key.encode("utf-8")).digest()) - 1
-            shard = self.shards[i if i >= 0 else 0]
-            if len(self._cache) >= 65536:
+        if self._single is not None:
+            return self._single
+        i = self._cache.get(partition_key)
+        if i is None:
+            i = _bisect(self._start_digests, _md5(partition_key.encode("utf-8")).digest())
+            if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-            self._cache[partition_key] = shard
-        return shard
+            self._cache[partition_key] = i
+        return self.shards[i]
+
+    def route_indexes(self, partition_keys: Sequence[str]) -> list[int]:
+        """``route`` for many keys: the index in ``shards`` of each key's shard, in order.
+
+        Every key not in the cache is hashed (MD5 of its UTF-8 bytes), as ``route`` does; the
+        work runs in C-level passes over the keys instead of one Python call per key.
+        """
+        n = len(partition_keys)
+        if self._single is not None:
+            return [0] * n
+        out: list[int] = []
+        index_of = self._index_of
+        cache = self._cache
+        for lo in range(0, n, _CHUNK):
+            chunk = partition_keys[lo : lo + _CHUNK]
+            if not self._cache_useful:
+                # Keys did not repeat lately: hash them all, and look at the cache again later.
+                out += map(index_of, map(_digest, map(_md5, map(_encode, chunk))))
+                self._cache_skipped += 1
+                if self._cache_skipped >= 16:
+                    self._cache_useful = True
+                continue
+            hits = list(map(cache.get, chunk))
+            if None not in hits:
+                out += hits  # type: ignore[arg-type]  # no None among them
+                continue
+            missed = list(dict.fromkeys(compress(chunk, map(is_, hits, repeat(None)))))
+            if len(cache) + len(missed) > _CACHE_MAX:
+                cache.clear()
+            cache.update(
+                zip(missed, map(index_of, map(_digest, map(_md5, map(_encode, missed)))), strict=True)
+            )
+            out += map(cache.__getitem__, chunk)
+            # Worth it while most keys of a chunk were seen before (or repeat within it).
+            self._cache_useful = len(missed) * 2 <= len(chunk)
+            self._cache_skipped = 0
+        return out
+
+    def route_many(self, partition_keys: Sequence[str]) -> list[tuple[ShardRange, Sequence[int]]]:
+        """The keys grouped by shard: (shard, ascending positions of its keys) per shard used.
+
+        The same shards as ``route`` for each key; what ``Aggregator.add_many`` takes.
+        """
+        n = len(partition_keys)
+        if not n:
+            return []
+        if self._single is not None:
+            return [(self._single, range(n))]
+        groups: list[list[int]] = [[] for _ in self.shards]
+        for i, j in enumerate(self.route_indexes(partition_keys)):
+            groups[j].append(i)
+        shards = self.shards
+        return [(shards[j], g) for j, g in enumerate(groups) if g]
 
     def route_hash(self, explicit_hash_key: str) -> ShardRange:
         """The shard of an explicit hash key (a decimal string)."""

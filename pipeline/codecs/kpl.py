@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 from pipeline.errors import CorruptAggregate
 
@@ -108,9 +109,15 @@ def record_header(pk_index: int, ehk_index: int | None, data_len: int) -> bytes:
 def assemble(
     pk_entries: Sequence[bytes], ehk_entries: Sequence[bytes], record_parts: Sequence[bytes]
 ) -> bytes:
-    """Magic + the protobuf made of the given table entries and record parts + its MD5."""
-    message = b"".join(pk_entries) + b"".join(ehk_entries) + b"".join(record_parts)
-    return MAGIC + message + hashlib.md5(message).digest()
+    """Magic + the protobuf made of the given table entries and record parts + its MD5.
+
+    The pieces are joined once, magic included, and the MD5 is taken over a view of the
+    protobuf: two copies of the bytes instead of four (an aggregate is up to 1 MiB).
+    """
+    out = b"".join(chain((MAGIC,), pk_entries, ehk_entries, record_parts))
+    with memoryview(out) as view:
+        digest = hashlib.md5(view[4:]).digest()
+    return out + digest
 
 
 def encode(records: Sequence[SubRecord]) -> bytes:

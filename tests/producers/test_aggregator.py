@@ -6,6 +6,7 @@ Kinesis counts a record's data plus its partition key against the record limit
 
 from __future__ import annotations
 
+import base64
 import random
 
 from pipeline.codecs import kpl
@@ -148,3 +149,125 @@ def test_remove_shards_returns_their_records():
     gone = agg.remove_shards([shards[0].shard_id])
     kept = agg.seal_all()
     assert sorted(gone + [i for kr in kept for i in kr.records]) == list(range(50))
+
+
+# -- the batch path: add_many gives what add gives, byte for byte --------------------------------
+def _one_by_one(agg: Aggregator, smap: ShardMap, keys, datas, now: float = 0.0, arrivals=None):
+    sealed = []
+    for i, (pk, data) in enumerate(zip(keys, datas, strict=True)):
+        shard = smap.route(pk)
+        arrival = None if arrivals is None else arrivals[i]
+        out = agg.add(shard.shard_id, smap.start_keys[shard.shard_id], pk, data, None, i, now, arrival)
+        if out is not None:
+            sealed.append(out)
+    return sealed
+
+
+def _same_as_one_by_one(shards, keys, datas, max_bytes=MIB, max_count=4_294_967_295, arrivals=None):
+    """Run both paths on fresh aggregators; compare everything they hand back and keep open."""
+    one, many = Aggregator(max_bytes, max_count), Aggregator(max_bytes, max_count)
+    expect = _one_by_one(one, ShardMap(shards), keys, datas, 0.5, arrivals)
+    smap = ShardMap(shards)
+    got = many.add_many(
+        smap.route_many(keys), smap.start_keys, keys, datas, 0.5, list(range(len(keys))), arrivals
+    )
+    assert got == expect
+    assert list(many.open) == list(one.open)  # same shards open, in the same order
+    assert many.buffered() == one.buffered()
+    rest_one, rest_many = one.seal_all(), many.seal_all()
+    assert rest_many == rest_one
+    for kr in got + rest_many:
+        assert kr.size == _size(kr) <= max(max_bytes, _size(kr) if len(kr.records) == 1 else 0)
+    return got + rest_many
+
+
+def test_add_many_equals_add_for_random_inputs():
+    rng = random.Random(11)
+    for case in range(40):
+        shards = even_shards(rng.choice([1, 2, 3, 4, 7]))
+        n = rng.choice([1, 2, 50, 2000, 9000])
+        pool = [f"key-{rng.getrandbits(64):x}" for _ in range(rng.choice([1, 3, 16, 500, 20_000]))]
+        pool += ["ключ-ü", "🚀" * 64, "é" * 256, "x" * 127, "y" * 128]
+        lengths = rng.choice([[0], [1], [100], [100, 101], [1000], [0, 5, 127, 128, 16_000], [60_000]])
+        if max(lengths) > 1000:
+            n = min(n, 300)
+        keys = [rng.choice(pool) for _ in range(n)]
+        datas = [rng.randbytes(rng.choice(lengths)) for _ in range(n)]
+        max_bytes = rng.choice([MIB, 64 * 1024, 5000, 300])
+        max_count = rng.choice([4_294_967_295, 10, 1])
+        arrivals = [rng.random() for _ in range(n)] if case % 3 == 0 else None
+        _same_as_one_by_one(shards, keys, datas, max_bytes, max_count, arrivals)
+
+
+def test_add_many_at_the_size_limit_edges():
+    """Aggregates that end exactly at the limit, one byte under it, and records of the limit."""
+    keys = [f"k{i:04d}" for i in range(3000)]
+    one = Aggregator(MIB)
+    _one_by_one(one, ShardMap(even_shards(1)), keys[:1], [b"v" * 100])
+    # The first record's full cost in an empty aggregate: framing + its key as the aggregate's.
+    first = one.open[even_shards(1)[0].shard_id].size
+    for extra in (-1, 0, 1):
+        # Two records: the second fits exactly when max_bytes is first + its own cost.
+        second_cost = len(kpl.key_entry(keys[1].encode())) + len(kpl.record_header(1, None, 100)) + 100
+        sealed = _same_as_one_by_one(even_shards(1), keys[:3], [b"v" * 100] * 3, first + second_cost + extra)
+        assert [len(kr.records) for kr in sealed] == ([1, 1, 1] if extra < 0 else [2, 1])
+        assert all(kr.size <= first + second_cost + extra for kr in sealed if len(kr.records) > 1)
+    big = b"z" * (MIB - 3)
+    sealed = _same_as_one_by_one(even_shards(1), ["k1", "big", "k2", "k3"], [b"s", big, b"a", b"b"], MIB)
+    assert [len(kr.records) for kr in sealed] == [1, 1, 2]
+    assert sealed[1].data == big and sealed[1].size == MIB
+    sealed = _same_as_one_by_one(even_shards(2), keys, [b"d" * 333] * len(keys), 64 * 1024)
+    assert all(kr.size > 64 * 1024 - 400 for kr in sealed[:-2])
+
+
+def test_add_many_repeated_and_new_keys_across_a_cut():
+    """Keys new to an aggregate and first used after the cut go to the next aggregate's table."""
+    keys = (["a", "b"] * 40 + [f"new-{i}" for i in range(40)] + ["a", "new-3"] * 30) * 5
+    for max_bytes in (200, 333, 1000, 4096):
+        sealed = _same_as_one_by_one(even_shards(1), keys, [bytes(7)] * len(keys), max_bytes)
+        for kr in sealed:
+            if len(kr.records) > 1:
+                subs = kpl.decode(kr.data)
+                assert [s.partition_key for s in subs] == [keys[i] for i in kr.records]
+
+
+def test_add_many_output_reads_back_with_aws_kinesis_agg():
+    from aws_kinesis_agg.deaggregator import iter_deaggregate_records
+
+    rng = random.Random(5)
+    keys = [rng.choice(["ключ", "🚀", "a" * 256, f"c{rng.randrange(100)}"]) for _ in range(3000)]
+    datas = [rng.randbytes(rng.randrange(300)) for _ in keys]
+    smap = ShardMap(even_shards(3))
+    agg = Aggregator(max_bytes=64 * 1024)
+    sealed = agg.add_many(smap.route_many(keys), smap.start_keys, keys, datas, 0.0, list(range(len(keys))))
+    sealed += agg.seal_all()
+    seen = []
+    for kr in sealed:
+        kinesis = {
+            "kinesisSchemaVersion": "1.0",
+            "sequenceNumber": "1",
+            "approximateArrivalTimestamp": 0.0,
+            "partitionKey": kr.partition_key,
+            "data": base64.b64encode(kr.data),
+        }
+        subs = list(iter_deaggregate_records([{"kinesis": kinesis}]))
+        assert [s["kinesis"]["partitionKey"] for s in subs] == [keys[i] for i in kr.records]
+        assert [base64.b64decode(s["kinesis"]["data"]) for s in subs] == [datas[i] for i in kr.records]
+        assert all(smap.route(keys[i]).shard_id == kr.shard_id for i in kr.records)
+        seen.extend(kr.records)
+    assert sorted(seen) == list(range(len(keys)))
+
+
+def test_add_many_without_handles_and_onto_open_aggregates():
+    smap = ShardMap(even_shards(2))
+    keys = [f"k{i % 37}" for i in range(500)]
+    datas = [b"x" * (i % 50) for i in range(500)]
+    one, many = Aggregator(4096), Aggregator(4096)
+    first = _one_by_one(one, smap, keys[:100], datas[:100])
+    first += _one_by_one(one, smap, keys[100:], datas[100:])
+    got = many.add_many(smap.route_many(keys[:100]), smap.start_keys, keys[:100], datas[:100], 0.0)
+    got += many.add_many(smap.route_many(keys[100:]), smap.start_keys, keys[100:], datas[100:], 0.0)
+    assert [kr.data for kr in got] == [kr.data for kr in first]
+    assert [len(kr.records) for kr in got] == [len(kr.records) for kr in first]
+    assert all(h is None for kr in got for h in kr.records)
+    assert [kr.data for kr in many.seal_all()] == [kr.data for kr in one.seal_all()]

@@ -16,6 +16,8 @@ from producers.errors import StreamNotFound
 from producers.shard_map import ShardMap, ShardRange, hash_key, list_open_shards, shards_from_pages
 from tests.producers.fakes import even_shards
 
+MAX = 2**128 - 1
+
 
 def test_hash_key_is_md5_of_utf8_key_big_endian():
     key = "kunde-ü-1"
@@ -104,3 +106,77 @@ def test_no_open_shards_is_a_clear_error():
 def test_shard_range_membership():
     r = ShardRange("s", 10, 20)
     assert 10 in r and 20 in r and 9 not in r and 21 not in r
+
+
+# -- batch routing: route_indexes / route_many ---------------------------------------------------
+def _reference_index(shards: list[ShardRange], key: str) -> int:
+    """The shard index by the definition: MD5 of the UTF-8 key as a big-endian 128-bit integer,
+    the last shard (by start) whose start is at or below it, the first if none is."""
+    h = int.from_bytes(hashlib.md5(key.encode("utf-8")).digest(), "big")
+    ordered = sorted(shards, key=lambda s: s.start)
+    below = [i for i, s in enumerate(ordered) if s.start <= h]
+    return below[-1] if below else 0
+
+
+def test_route_indexes_and_route_many_agree_with_the_md5_definition():
+    keys = [f"customer-{i}" for i in range(3000)] + ["ключ", "🚀" * 60, "é" * 256, "a"] * 3
+    for n in (1, 2, 3, 7, 16):
+        shards = even_shards(n)
+        smap = ShardMap(list(reversed(shards)))
+        expect = [_reference_index(shards, k) for k in keys]
+        assert smap.route_indexes(keys) == expect
+        assert smap.route_indexes(keys) == expect  # the second time from the cache
+        groups = ShardMap(shards).route_many(keys)
+        got = {i: shard for shard, positions in groups for i in positions}
+        assert [got[i] for i in range(len(keys))] == [smap.shards[j] for j in expect]
+        for _, positions in groups:
+            assert list(positions) == sorted(positions)
+        assert [smap.route(k) for k in keys] == [smap.shards[j] for j in expect]
+
+
+def test_keys_hashing_exactly_onto_a_shard_boundary():
+    """A key whose hash is a shard's start belongs to that shard; one below, to the shard before.
+    Shard starts that differ from the key's hash only in the last bit, or only in the high 64
+    bits, must not be confused (the comparison is over all 128 bits)."""
+    keys = [f"boundary-{i}" for i in range(50)]
+    for key in keys:
+        h = hash_key(key)
+        for start in (h, h + 1, h - 1, h ^ (1 << 64), (h >> 64) << 64, ((h >> 64) + 1) << 64):
+            if not 0 < start <= MAX:
+                continue
+            shards = [ShardRange("low", 0, start - 1), ShardRange("high", start, MAX)]
+            smap = ShardMap(shards)
+            expect = "high" if h >= start else "low"
+            assert smap.route(key).shard_id == expect
+            assert smap.predict(key).shard_id == expect
+            assert [smap.shards[i].shard_id for i in smap.route_indexes([key, key])] == [expect] * 2
+            assert [(s.shard_id, list(p)) for s, p in ShardMap(shards).route_many([key])] == [(expect, [0])]
+
+
+def test_a_gap_below_the_first_shard_routes_to_the_first_shard():
+    """Mid-resharding the open shards may not start at 0: as ``shard_for_hash``, the first."""
+    keys = [f"k{i}" for i in range(500)]
+    shards = [ShardRange("a", 2**127, 2**127 + 2**120), ShardRange("b", 2**127 + 2**120 + 1, MAX)]
+    smap = ShardMap(shards)
+    expect = [smap.shard_for_hash(hash_key(k)) for k in keys]
+    assert [smap.shards[i] for i in smap.route_indexes(keys)] == expect
+    assert [smap.route(k) for k in keys] == expect
+
+
+def test_route_indexes_skips_the_cache_while_keys_do_not_repeat_and_comes_back():
+    smap = ShardMap(even_shards(4))
+    unique = [f"unique-{i}" for i in range(5 * 4096)]
+    assert smap.route_indexes(unique) == [_reference_index(smap.shards, k) for k in unique]
+    assert len(smap._cache) <= 4096  # only the first chunk went into it
+    repeated = [f"customer-{i % 16}" for i in range(20 * 4096)]
+    assert smap.route_indexes(repeated) == [_reference_index(smap.shards, k) for k in repeated[:16]] * (
+        20 * 4096 // 16
+    )
+    assert all(f"customer-{i}" in smap._cache for i in range(16))  # used again after a while
+
+
+def test_route_many_on_one_shard_and_on_no_keys():
+    smap = ShardMap(even_shards(1))
+    assert [(s, list(p)) for s, p in smap.route_many(["a", "b", "c"])] == [(smap.shards[0], [0, 1, 2])]
+    assert smap.route_indexes(["a", "b"]) == [0, 0]
+    assert ShardMap(even_shards(3)).route_many([]) == []

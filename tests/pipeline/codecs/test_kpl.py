@@ -105,6 +105,23 @@ def test_pieces_add_up_to_encode():
     ]
 
 
+def test_assemble_takes_table_entries_in_pieces():
+    """The batch aggregator keeps each key table entry as two pieces (tag + length, key)."""
+    keys = [b"a", ("é" * 200).encode(), b"k" * 127, b"k" * 128]
+    whole = [kpl.key_entry(k) for k in keys]
+    split = [piece for e, k in zip(whole, keys, strict=True) for piece in (e[: -len(k)], k)]
+    parts = [p for i in range(4) for p in (kpl.record_header(i, None, 2), b"%02d" % i)]
+    ehk = [kpl.key_entry(b"123", True)]
+    assert kpl.assemble(split, [], parts) == kpl.assemble(whole, [], parts)
+    assert (
+        kpl.assemble(split, ehk, parts)
+        == kpl.MAGIC + b"".join(whole + ehk + parts) + hashlib.md5(b"".join(whole + ehk + parts)).digest()
+    )
+    assert kpl.decode(kpl.assemble(split, [], parts)) == [
+        kpl.SubRecord(k.decode(), b"%02d" % i) for i, k in enumerate(keys)
+    ]
+
+
 # -- corrupt input --------------------------------------------------------------------------
 def _with_digest(message: bytes) -> bytes:
     return kpl.MAGIC + message + hashlib.md5(message).digest()
