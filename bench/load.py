@@ -90,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         default=float(os.environ.get("RATE", 0)),
         help="target events/s (0: as fast as possible)",
     )
+    p.add_argument(
+        "--state-writes",
+        choices=("update", "transact"),
+        default=os.environ.get("STATE_WRITES", "transact"),
+        help="the state writer's write mode (PIPELINE_STATE_WRITES); transact by default: 100 customers\n"
+        "per request, where one UpdateItem per customer costs the emulator a request each",
+    )
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--out", default=None, help="folder for the JSON report (default reports/load-<ts>)")
     args = p.parse_args(argv if argv is not None else sys.argv[2:] if len(sys.argv) > 2 else [])
@@ -112,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         port=server.port,
         state_dir=work / "state",
         shard_count=args.shards,
+        state_writes=args.state_writes,
     )
     (settings.state_dir / "logs").mkdir(parents=True)
     runner = None
@@ -139,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         sampler.start()
         print(
             f"load: {args.events:,} events over {args.customers:,} customers, {args.shards} shards,"
-            f" limits on, rate {'max' if not args.rate else f'{args.rate:,.0f}/s'}",
+            f" limits on, rate {'max' if not args.rate else f'{args.rate:,.0f}/s'},"
+            f" state writes {args.state_writes}",
             flush=True,
         )
         produced_ids: set[str] = set()
@@ -203,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             "events": args.events,
             "customers": args.customers,
             "shards": args.shards,
+            "state_writes": args.state_writes,
             "produce_seconds": round(produce_s, 2),
             "end_to_end_seconds": round(total_s, 2),
             "sustained_events_per_s": round(args.events / total_s),

@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from pipeline.stack.dynamodb import patch_moto_dynamodb
+from pipeline.stack.dynamodb import FastWrites, patch_moto_dynamodb
 from pipeline.stack.limits import KinesisLimits
 
 
@@ -147,10 +147,12 @@ def build_app(limits: bool = True) -> Any:
     LambdaBackend.send_kinesis_message = _no_kinesis_push  # type: ignore[method-assign]
     _patch_moto_kinesis()
     patch_moto_dynamodb()
-    app = DomainDispatcherApplication(create_backend_app)
+    app: Any = DomainDispatcherApplication(create_backend_app)
     from pipeline.stack.faults import ThrottleInjector, parse
 
     # Outermost, so injected throttles cost nothing downstream; off unless asked for.
+    if os.environ.get("PIPELINE_STACK_FAST_WRITES", "on").strip().lower() not in ("off", "0", "false", "no"):
+        app = FastWrites(app)
     inner = KinesisLimits(app) if limits else app
     return ThrottleInjector(inner, parse(os.environ.get("PIPELINE_STACK_FAULTS")))
 
@@ -159,11 +161,12 @@ class Server:
     """A stack server in a thread of this process (tests) — ``serve`` runs one in the foreground."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, limits: bool = True) -> None:
-        from moto.moto_server.threaded_moto_server import MotoRequestHandler
         from werkzeug.serving import make_server
 
+        from pipeline.stack.http import KeepAliveHandler
+
         self._server = make_server(
-            host, port, build_app(limits), threaded=True, request_handler=MotoRequestHandler
+            host, port, build_app(limits), threaded=True, request_handler=KeepAliveHandler
         )
         host_, port_ = self._server.server_address[:2]
         self.host = host_.decode() if isinstance(host_, bytes) else str(host_)
