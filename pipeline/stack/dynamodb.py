@@ -384,6 +384,27 @@ def condition(expression: str) -> Any:
     return tree
 
 
+_ACCEPTED: dict[tuple[Any, ...], bool] = {}
+
+
+def accepted(expression: str, names: dict[str, str], values: dict[str, Any]) -> bool:
+    """Whether moto's own parser accepts the condition (DynamoDB's syntax rules, such as no
+    redundant parentheses, are moto's to apply); asked once per expression and placeholder set."""
+    from moto.dynamodb.comparisons import create_condition_expression_parser
+
+    key = (expression, tuple(sorted(names.items())), tuple(sorted(values)))
+    if key not in _ACCEPTED:
+        try:
+            create_condition_expression_parser(expression, names, values).parse()
+            ok = True
+        except Exception:
+            ok = False
+        if len(_ACCEPTED) < 4096:
+            _ACCEPTED[key] = ok
+        return ok
+    return _ACCEPTED[key]
+
+
 def _disjunction(t: list[str], i: int) -> tuple[Any, int]:
     left, i = _conjunction(t, i)
     while i < len(t) and t[i].upper() == "OR":
@@ -405,6 +426,8 @@ def _factor(t: list[str], i: int) -> tuple[Any, int]:
         raise _Unsupported
     word = t[i]
     if word.upper() == "NOT":
+        if i + 1 < len(t) and t[i + 1].upper() == "NOT":
+            raise _Unsupported  # moto rejects a double NOT; let it answer
         inner, i = _factor(t, i + 1)
         return ("not", inner), i
     if word == "(":
@@ -457,10 +480,8 @@ def _holds(tree: Any, attrs: dict[str, Any], names: dict[str, str], values: dict
     if kind in ("exists", "not_exists"):
         return (names.get(tree[1], tree[1]) in attrs) == (kind == "exists")
     a, b = _operand(tree[2], attrs, names, values), _operand(tree[3], attrs, names, values)
-    if a is None or b is None:
-        return False
-    if a[0] != b[0]:
-        raise _Unsupported  # moto's own comparison decides mixed types
+    if a is None or b is None or a[0] != b[0]:
+        raise _Unsupported  # a missing attribute or mixed types: moto's comparison decides
     return _COMPARE[tree[1]](a[1], b[1])
 
 
@@ -577,7 +598,7 @@ def _action(backend: Any, req: dict[str, Any], top_level: bool) -> Any:
     used_names: set[str] = set()
     if "ConditionExpression" in req:
         tree = condition(req["ConditionExpression"])
-        if tree is None:
+        if tree is None or not accepted(req["ConditionExpression"], names, values):
             raise _Unsupported
         for token in _names_in(tree):
             (used_values if token.startswith(":") else used_names).add(token)
