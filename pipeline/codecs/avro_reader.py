@@ -59,28 +59,42 @@ class Unsupported(Exception):
 def _long(b: bytes, p: int) -> tuple[int, int]:
     """The zig-zag varint at ``p`` whose first byte is ≥ 0x80: (value, position after it).
 
+    Python allocates every integer result of 2**30 or more, so the low 28 bits are gathered in a
+    small integer and the rest (millisecond timestamps take 6 bytes) in a second one, joined once.
     Like fastavro's reader, the value is taken modulo 2**64 as a signed 64-bit integer; a varint
-    longer than 10 bytes is rejected."""
-    n = b[p] & 0x7F
+    longer than 10 bytes is rejected (fastavro returns what is left of it)."""
     x = b[p + 1]
-    p += 2
+    n = (b[p] & 0x7F) | ((x & 0x7F) << 7)
     if x < 0x80:
-        n |= x << 7
-    else:
-        n |= (x & 0x7F) << 7
+        return (n >> 1) ^ -(n & 1), p + 2
+    x = b[p + 2]
+    n |= (x & 0x7F) << 14
+    if x < 0x80:
+        return (n >> 1) ^ -(n & 1), p + 3
+    x = b[p + 3]
+    n |= (x & 0x7F) << 21
+    if x < 0x80:
+        return (n >> 1) ^ -(n & 1), p + 4
+    x = b[p + 4]
+    high = x & 0x7F
+    p += 5
+    if x >= 0x80:
+        x = b[p]
+        high |= (x & 0x7F) << 7
+        p += 1
         s = 14
-        while True:
-            x = b[p]
-            p += 1
-            n |= (x & 0x7F) << s
-            if x < 0x80:
-                break
-            s += 7
-            if s > 63:
+        while x >= 0x80:
+            if s > 35:
                 raise ValueError("varint longer than 10 bytes")
-        if n > _MASK64:
-            n &= _MASK64
-    return (n >> 1) ^ -(n & 1), p
+            x = b[p]
+            high |= (x & 0x7F) << s
+            p += 1
+            s += 7
+    if high >> 35:  # a 10th byte: bits past 64 are dropped, as fastavro's 64-bit reader does
+        n = ((high << 28) | n) & _MASK64
+        return (n >> 1) ^ -(n & 1), p
+    value = (high << 27) | (n >> 1)  # the zig-zag shift, done on the two parts
+    return ~value if n & 1 else value, p
 
 
 def _sized(b: bytes, p: int) -> tuple[bytes, int]:
