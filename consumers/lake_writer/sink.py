@@ -8,6 +8,7 @@ the ones that exist (a torn batch: the retry rewrites its records under its own 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,10 +26,21 @@ from pipeline.codecs.positions import short
 _PRECONDITION = ("PreconditionFailed", "412", "ConditionalRequestConflict")
 
 
-def _hour(event_time: Any) -> tuple[str, str]:
-    if not isinstance(event_time, datetime):
-        event_time = datetime.fromtimestamp(int(event_time) / 1000, tz=UTC)
-    return event_time.strftime("%Y-%m-%d"), event_time.strftime("%H")
+def _hour(event_time: Any) -> tuple[int, int, int, int]:
+    """(year, month, day, hour) of an event time (a datetime, or epoch milliseconds in UTC).
+
+    Read from the datetime's fields: formatting each event's time was a tenth of the lake
+    writer's CPU; the strings are made once per object instead.
+    """
+    if isinstance(event_time, datetime):
+        return event_time.year, event_time.month, event_time.day, event_time.hour
+    return _utc_hour(int(event_time) // 3_600_000)
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_hour(hours_since_epoch: int) -> tuple[int, int, int, int]:
+    t = datetime.fromtimestamp(hours_since_epoch * 3600, tz=UTC)
+    return t.year, t.month, t.day, t.hour
 
 
 class LakeSink:
@@ -67,13 +79,13 @@ class LakeSink:
 
     def plan(self, shard_id: str, records: Sequence[UserRecord]) -> dict[str, list[UserRecord]]:
         """Object key → the records it will hold, one object per event hour."""
-        groups: dict[tuple[str, str], list[UserRecord]] = {}
+        groups: dict[tuple[int, int, int, int], list[UserRecord]] = {}
         for r in records:
             groups.setdefault(_hour(r.event["event_time"]), []).append(r)
         out = {}
-        for (day, hour), recs in sorted(groups.items()):
+        for (year, month, day, hour), recs in sorted(groups.items()):
             key = (
-                f"{self.prefix}/dt={day}/hour={hour}/shard={shard_id}/"
+                f"{self.prefix}/dt={year:04d}-{month:02d}-{day:02d}/hour={hour:02d}/shard={shard_id}/"
                 f"{short(recs[0].position)}-{short(recs[-1].position)}.avro"
             )
             out[key] = recs
