@@ -48,6 +48,30 @@ def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
+def _record_fields(raw: bytes, pos: int, stop: int, max_ehi: int) -> tuple[int, int, int, int]:
+    """The fields of a KPL ``Record`` message in ``raw[pos:stop]``, walked one by one: (partition key
+    index, data start, data end, highest explicit hash key index so far); a partition key index of
+    -1 when the message is anything but index fields and one data field (tags, unknown fields)."""
+    pki = ds = de = -1
+    while pos < stop:
+        k = raw[pos]
+        if k == 0x08:
+            pki, pos = _varint(raw, pos + 1, stop)
+        elif k == 0x10:
+            ehi, pos = _varint(raw, pos + 1, stop)
+            if ehi > max_ehi:
+                max_ehi = ehi  # checked once the tables are known
+        elif k == 0x1A:
+            dl, pos = _varint(raw, pos + 1, stop)
+            ds = pos
+            pos = de = pos + dl
+        else:
+            return -1, -1, -1, max_ehi  # the reference parser handles tags and unknown fields
+    if pos != stop or ds < 0:
+        return -1, -1, -1, max_ehi
+    return pki, ds, de, max_ehi
+
+
 def shard_of(record: Mapping[str, Any]) -> str:
     """Shard id of one Lambda Kinesis record (``eventID`` is ``shardId-…:sequence``).
 
@@ -206,33 +230,24 @@ class Decoder:
                 if stop > end:
                     return False
                 if tag == 0x1A:  # Record: partition_key_index=1, explicit_hash_key_index=2, data=3
-                    pki = ds = de = -1
-                    while pos < stop:
-                        k = raw[pos]
-                        if k == 0x08:
-                            pki = raw[pos + 1]
-                            pos += 2
-                            if pki >= 0x80:
-                                pki, pos = _varint(raw, pos - 1, stop)
-                        elif k == 0x10:
-                            ehi, pos = _varint(raw, pos + 1, stop)
-                            if ehi > max_ehi:
-                                max_ehi = ehi  # checked once the tables are known
-                        elif k == 0x1A:
-                            dl = raw[pos + 1]
-                            pos += 2
-                            if dl >= 0x80:  # bodies of 128 B-16 KiB: two bytes, read inline
-                                b2 = raw[pos]
-                                if b2 < 0x80:
-                                    dl = (dl & 0x7F) | (b2 << 7)
-                                    pos += 1
-                                else:
-                                    dl, pos = _varint(raw, pos - 1, stop)
-                            ds = pos
-                            pos = de = pos + dl
-                        else:
-                            return False  # tags or unknown fields: the reference parser handles them
-                    if pos != stop or pki < 0 or ds < 0 or pki >= n_pk:
+                    # The layout every KPL writes: 08 <key index> 1A <data length> <data>, indexes
+                    # and lengths in one or two bytes; anything else is walked field by field.
+                    pki = raw[pos + 1]
+                    ds = pos + 2
+                    if pki >= 0x80:
+                        pki = (pki & 0x7F) | (raw[ds] << 7)
+                        ds += 1
+                    dl = raw[ds + 1]
+                    if dl >= 0x80:
+                        dl = (dl & 0x7F) | (raw[ds + 2] << 7)
+                        ds += 3
+                    else:
+                        ds += 2
+                    de = ds + dl
+                    if de != stop or raw[pos] != 0x08 or raw[ds - 2 - (dl >= 0x80)] != 0x1A or pki >= 0x4000:
+                        pki, ds, de, max_ehi = _record_fields(raw, pos, stop, max_ehi)
+                    pos = stop
+                    if pki < 0 or pki >= n_pk:
                         return False
                     position = head + (subs[sub] if sub < n_subs else f"{sub:0{SUB_WIDTH}d}")
                     # The body is read from its own copy (kept as the record's ``body``): offsets

@@ -82,22 +82,42 @@ _AGG = kpl.encode(
 )
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    st.lists(st.tuples(st.integers(min_value=0, max_value=len(_AGG) - 1), st.integers(0, 255)), max_size=3)
+# The layout the KPL writes without explicit hash keys, with partition key indexes past 127 and
+# bodies past 127 bytes (two-byte varints), which the single-pass walk reads without its loop.
+_WIDE = [dict(e, attributes={"k": "v" * 60}) for e in generate(140, customers=140, seed=9)]
+_PLAIN_AGG = kpl.encode(
+    [kpl.SubRecord(e["customer_id"], REG.encode(e)) for e in _WIDE]
+    + [kpl.SubRecord("j", json.dumps(_EVENTS[0]).encode()), kpl.SubRecord("x", b"\x00junk")]
 )
+
+
+@pytest.mark.parametrize("aggregate", [_AGG, _PLAIN_AGG], ids=["explicit-hash-keys", "plain"])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
 def test_the_single_pass_aggregate_path_gives_what_the_reference_path_gives(
-    flips: list[tuple[int, int]],
+    aggregate: bytes, data: st.DataObject
 ) -> None:
     """Byte-compatible by construction: damaged aggregates (any byte, MD5 fixed up or not) decode to
     the same user records and the same poison reasons either way."""
-    data = bytearray(_AGG)
+    flips = data.draw(
+        st.lists(
+            st.tuples(st.integers(min_value=0, max_value=len(aggregate) - 1), st.integers(0, 255)), max_size=3
+        )
+    )
+    damaged = bytearray(aggregate)
     for i, v in flips:
-        data[i] = v
-    for blob in (bytes(data), kpl.MAGIC + bytes(data[4:-16]) + hashlib.md5(bytes(data[4:-16])).digest()):
+        damaged[i] = v
+    body = bytes(damaged[4:-16])
+    for blob in (bytes(damaged), kpl.MAGIC + body + hashlib.md5(body).digest()):
         record = _lambda("77", blob)
         fast, slow = Decoder(REG).decode([record]), _reference().decode([record])
-        assert [(r.position, r.event, r.body) for r in fast[0]] == [
-            (r.position, r.event, r.body) for r in slow[0]
+        assert [(r.position, r.partition_key, r.event, r.body) for r in fast[0]] == [
+            (r.position, r.partition_key, r.event, r.body) for r in slow[0]
         ]
         assert [(p.position, p.reason) for p in fast[1]] == [(p.position, p.reason) for p in slow[1]]
+
+
+def test_the_plain_aggregate_takes_the_single_pass_path() -> None:
+    decoded, poison = Decoder(REG).decode([_lambda("9", _PLAIN_AGG)])
+    assert len(decoded) == len(_WIDE) + 1 and [p.reason for p in poison] == ["bad_magic"]
+    assert max(len(r.body or b"") for r in decoded) >= 128
