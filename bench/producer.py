@@ -56,10 +56,11 @@ def run_ours(keys: list[str], data: bytes) -> tuple[float, list[tuple[int, int, 
     smap = ShardMap([ShardRange(f"shardId-{i:012d}", i * M // 4, (i + 1) * M // 4 - 1) for i in range(4)])
     agg = Aggregator(MIB)
     t0 = time.perf_counter()
-    # The batch path: every key's shard predicted by MD5 (route_many), then each record added to
-    # its shard's aggregate with exact size accounting (add_many); one data object per record.
+    # The batch path: every key's shard predicted by MD5 (ShardMap.route_many), then each record
+    # added to its shard's aggregate with exact size accounting (Aggregator.add_many), a block of
+    # records at a time; one data object per record.
     datas = [data] * len(keys)
-    sealed = agg.add_many(smap.route_many(keys), smap.start_keys, keys, datas, 0.0)
+    sealed = agg.route_and_add(smap, keys, datas, 0.0)
     last = agg.seal_all()
     elapsed = time.perf_counter() - t0
     full = [

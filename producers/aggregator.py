@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
-from itertools import accumulate, count, filterfalse
+from itertools import accumulate, compress, count
 from operator import add, itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.codecs import kpl
 from producers.records import KinesisRecord
+
+if TYPE_CHECKING:
+    from producers.shard_map import ShardMap
 
 MAX_RECORD_BYTES = 1024 * 1024
 OVERHEAD = kpl.OVERHEAD
@@ -31,6 +34,9 @@ _HEADERS: dict[int, list[bytes]] = {}
 _HEADER_ENDS: dict[int, list[int]] = {}
 _HEADER_CACHE_INDEXES = 0x4000  # key indexes below this have cached headers (two-byte varints)
 _encode = str.encode  # UTF-8 by default
+# Records per block of ``route_and_add``: each block is routed and added while its keys and
+# data are still in the CPU caches (one pass over all keys, then another, misses on every key).
+_BLOCK = 1024
 _first = itemgetter(0)
 
 
@@ -73,11 +79,16 @@ def _key_pieces(keys: Sequence[str]) -> tuple[list[bytes], int]:
     ``kpl.key_entry`` of each key is two consecutive pieces), and their total length."""
     kbs = list(map(_encode, keys))
     lens = list(map(len, kbs))
-    pieces = [b""] * (2 * len(kbs))
+    n = len(kbs)
+    pieces = [b""] * (2 * n)
     pieces[1::2] = kbs
+    first = lens[0]
+    if first < 0x80 and lens.count(first) == n:  # keys of one length (UUIDs, padded ids)
+        pieces[0::2] = [_PK_PREFIX[first]] * n
+        return pieces, (first + 2) * n
     if max(lens) < 0x80:
         pieces[0::2] = map(_PK_PREFIX.__getitem__, lens)
-        return pieces, sum(lens) + 2 * len(kbs)
+        return pieces, sum(lens) + 2 * n
     pieces[0::2] = [_PK_PREFIX[n] if n < len(_PK_PREFIX) else b"\x0a" + _varint(n) for n in lens]
     return pieces, sum(lens) + sum(map(len, pieces[0::2]))
 
@@ -238,6 +249,45 @@ class Aggregator:
             agg.oldest_arrival = arrival
         return sealed
 
+    def route_and_add(
+        self,
+        shard_map: ShardMap,
+        partition_keys: Sequence[str],
+        datas: Sequence[bytes],
+        now: float,
+        handles: Sequence[Any] | None = None,
+        arrivals: Sequence[float] | None = None,
+    ) -> list[KinesisRecord]:
+        """Predict each record's shard (``shard_map.route_many``) and add it (``add_many``), a
+        block of records at a time; the aggregates sealed, in the order ``add`` seals them."""
+        n = len(partition_keys)
+        if n <= _BLOCK:
+            return self.add_many(
+                shard_map.route_many(partition_keys),
+                shard_map.start_keys,
+                partition_keys,
+                datas,
+                now,
+                handles,
+                arrivals,
+            )
+        sealed: list[KinesisRecord] = []
+        route_many = shard_map.route_many
+        start_keys = shard_map.start_keys
+        for lo in range(0, n, _BLOCK):
+            hi = lo + _BLOCK
+            keys = partition_keys[lo:hi]
+            sealed += self.add_many(
+                route_many(keys),
+                start_keys,
+                keys,
+                datas[lo:hi],
+                now,
+                None if handles is None else handles[lo:hi],
+                None if arrivals is None else arrivals[lo:hi],
+            )
+        return sealed
+
     def add_many(
         self,
         groups: Iterable[tuple[Any, Sequence[int]]],
@@ -310,20 +360,29 @@ class Aggregator:
             room = max_bytes - agg.size
             # As many records as should fit, so that most chunks are taken whole.
             b = min(m, a + max(16, min(4096, room // per_record)))
-            ck = keys[a:b]
-            cd = datas[a:b]
+            if a or b < m:
+                ck = keys[a:b]
+                cd = datas[a:b]
+            else:
+                ck, cd = keys, datas  # the whole group in one chunk: no copies
             k = b - a
             base = len(pk_index)
-            uniq = dict.fromkeys(ck)
-            if len(uniq) == k and pk_index.keys().isdisjoint(uniq):
-                new: Sequence[str] = ck  # every key is new to the aggregate (random keys)
-                pkis: Sequence[int] = range(base, b - a + base)
-                provisional = False
+            # Each key's index in the table, inserting the keys it lacks (undone below for keys
+            # first used after a cut); one pass when every key is new or every key is known.
+            pkis: Sequence[int] = list(map(pk_index.setdefault, ck, count(base)))
+            added = len(pk_index) - base
+            all_new = added == k
+            new: Sequence[str]
+            if all_new:
+                new = ck  # random keys: indexes base, base + 1, ... in order
+            elif not added:
+                new = ()  # a few hot keys, all in the table already
             else:
-                new = list(filterfalse(pk_index.__contains__, uniq))
-                pk_index.update(zip(new, count(base)))  # undone below for keys past a cut
+                # Keys new to the table got indexes with gaps (a repeated key took a number
+                # too): number them again in order of first use.
+                new = list(dict.fromkeys(compress(ck, map(base.__le__, pkis))))
+                pk_index.update(zip(new, count(base)))
                 pkis = list(map(pk_index.__getitem__, ck))
-                provisional = True
             stop = base + len(new)
             if new:
                 pieces, pieces_len = _key_pieces(new)
@@ -333,7 +392,7 @@ class Aggregator:
             d0 = dl[0]
             if stop <= _HEADER_CACHE_INDEXES and dl.count(d0) == k:
                 hl = _headers(d0, stop)
-                if provisional:
+                if not all_new:
                     hd = list(map(hl.__getitem__, pkis))
                     headers_len = sum(map(len, hd))
                 else:
@@ -356,26 +415,23 @@ class Aggregator:
                 costs = list(map(add, map(len, hd), dl))
                 costs[0] += first_key_bytes
                 entry_lens = list(map(add, map(len, pieces[0::2]), map(len, pieces[1::2])))
-                if provisional:
+                if all_new:
+                    firsts: Sequence[int] = range(k)
+                    costs = list(map(add, costs, entry_lens))
+                else:
                     first_at = dict(zip(reversed(ck), range(k - 1, -1, -1), strict=True))
-                    firsts: Sequence[int] = list(map(first_at.__getitem__, new))
+                    firsts = list(map(first_at.__getitem__, new))
                     for i, e in zip(firsts, entry_lens, strict=True):
                         costs[i] += e
-                else:
-                    firsts = range(k)
-                    costs = list(map(add, costs, entry_lens))
                 cum = list(accumulate(costs, initial=0))
                 take = min(bisect_right(cum, room) - 1, self.max_count - held)
                 if not held:
                     take = max(take, 1)  # a lone record always goes (put checked its size)
                 keep = bisect_left(firsts, take)  # new keys first used before the cut
                 total = cum[take]
-                if provisional:
-                    for key in new[keep:]:
-                        del pk_index[key]
+                for key in new[keep:]:
+                    del pk_index[key]
                 del pieces[2 * keep :]
-            if not provisional:
-                pk_index.update(zip(ck[:keep], pkis[:keep], strict=True))
             if not held:
                 agg.first_key = ck[0]
                 agg.first_ehk = None
