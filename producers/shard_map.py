@@ -36,6 +36,7 @@ _encode = str.encode  # UTF-8 by default
 _from_bytes = int.from_bytes
 _bisect = bisect.bisect_right
 _CACHE_MAX = 65536
+_POSITIONS = list(range(4096))
 _CHUNK = 4096  # keys per step of ``route_indexes``: the unit in which it decides to use the cache
 
 
@@ -201,7 +202,9 @@ class ShardMap:
         if self._single is not None:
             return [(self._single, range(n))]
         groups: list[list[int]] = [[] for _ in self.shards]
-        for i, j in enumerate(self.route_indexes(partition_keys)):
+        # Positions from a list of ints made once: no int object made (and freed) per key.
+        positions = _POSITIONS[:n] if n <= len(_POSITIONS) else range(n)
+        for i, j in zip(positions, self.route_indexes(partition_keys), strict=True):
             groups[j].append(i)
         shards = self.shards
         return [(shards[j], g) for j, g in enumerate(groups) if g]
