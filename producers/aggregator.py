@@ -362,7 +362,8 @@ class Aggregator:
             held = len(agg.handles)
             room = max_bytes - agg.size
             # As many records as should fit, so that most chunks are taken whole.
-            b = min(m, a + max(16, min(4096, room // per_record)))
+            chunk = min(max(16, min(4096, room // per_record)), max(1, self.max_count - held))
+            b = min(m, a + chunk)
             if a or b < m:
                 ck = keys[a:b]
                 cd = datas[a:b]
@@ -428,7 +429,8 @@ class Aggregator:
                     for i, e in zip(firsts, entry_lens, strict=True):
                         costs[i] += e
                 cum = list(accumulate(costs, initial=0))
-                take = min(bisect_right(cum, room) - 1, self.max_count - held)
+                # (room < 0 after a lone record larger than max_bytes: nothing more fits)
+                take = max(0, min(bisect_right(cum, room) - 1, self.max_count - held))
                 if not held:
                     take = max(take, 1)  # a lone record always goes (put checked its size)
                 keep = bisect_left(firsts, take)  # new keys first used before the cut
