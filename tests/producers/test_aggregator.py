@@ -281,3 +281,13 @@ def test_add_many_without_handles_and_onto_open_aggregates():
     assert [len(kr.records) for kr in got] == [len(kr.records) for kr in first]
     assert all(h is None for kr in got for h in kr.records)
     assert [kr.data for kr in many.seal_all()] == [kr.data for kr in one.seal_all()]
+
+
+def test_add_many_ignores_empty_groups_and_sends_a_lone_record_as_itself():
+    smap = ShardMap(even_shards(2))
+    agg = Aggregator()
+    groups = [(smap.shards[0], []), *smap.route_many(["solo"])]
+    assert agg.add_many(groups, smap.start_keys, ["solo"], [b"payload"], 0.0) == []
+    (kr,) = agg.seal_all()
+    assert (kr.partition_key, kr.explicit_hash_key, kr.data) == ("solo", None, b"payload")
+    assert kr.shard_id == smap.route("solo").shard_id
