@@ -173,8 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         with KinesisProducer(settings.stream_name, settings) as producer:
             futures = []
-            for i, event in enumerate(generate(args.events, customers=args.customers, seed=1), 1):
-                futures.append(producer.put_event(event))
+            # put_events: blocks of events routed and aggregated together (50 ms of events when a
+            # rate is set, so the pacing stays smooth).
+            size = 500 if not args.rate else max(1, min(500, int(args.rate / 20)))
+            i = 0
+            for block in _blocks(generate(args.events, customers=args.customers, seed=1), size):
+                futures += producer.put_events(block)
+                i += len(block)
                 if args.rate:
                     ahead = i / args.rate - (time.monotonic() - t0)
                     if ahead > 0:
@@ -319,7 +324,7 @@ def _warm_up(
 
     events = list(generate(n, customers=customers, seed=1_000_003))  # ids apart from the run's
     with KinesisProducer(settings.stream_name, settings) as producer:
-        futures = [producer.put_event(e) for e in events]
+        futures = producer.put_events(events)
         producer.flush()
         for f in futures:
             r = f.result()
@@ -332,6 +337,18 @@ def _warm_up(
             raise SystemExit("load: the warm-up events were not consumed in time")
         time.sleep(0.2)
     print(f"  warm-up: {n:,} events consumed", flush=True)
+
+
+def _blocks(items: Any, size: int) -> Any:
+    """Lists of ``size`` consecutive items (the last one shorter)."""
+    block = []
+    for item in items:
+        block.append(item)
+        if len(block) == size:
+            yield block
+            block = []
+    if block:
+        yield block
 
 
 def _generator_cost(n: int, customers: int) -> float:

@@ -60,6 +60,17 @@ def patch_moto_dynamodb() -> None:
     DynamoDBBackend._pipeline_patched = True  # type: ignore[attr-defined]
 
 
+_SCALARS = {"S", "N", "B", "BOOL", "NULL"}
+
+
+def _own(value: dict[str, Any]) -> dict[str, Any]:
+    """An attribute value the item can keep: scalars as they are (immutable), lists, maps and
+    sets copied (moto changes sets in place, and one placeholder may serve two attributes)."""
+    if len(value) == 1 and next(iter(value)) in _SCALARS:
+        return value
+    return copy.deepcopy(value)
+
+
 def _serialised(fn: Any) -> Any:
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -307,12 +318,12 @@ def _apply(
         if range_value is not None:
             data[table.range_key_attr] = {range_value.type: range_value.value}
         for _, name, placeholder in actions:
-            data[name] = copy.deepcopy(values[placeholder])
+            data[name] = _own(values[placeholder])
         table.put_item(data)
         return table.get_item(hash_value, range_value)
     new = dict(item.attrs)
     for op, name, placeholder in actions:
-        value = DynamoType(copy.deepcopy(values[placeholder]))
+        value = DynamoType(_own(values[placeholder]))
         if op == "ADD" and name in new:
             value = new[name] + value
         new[name] = value
@@ -624,7 +635,7 @@ def _commit(actions: list[Any]) -> None:
             raise _Unsupported  # moto evaluates it again and answers with the failure
         new = dict(attrs)
         for op, name, placeholder in plan_:
-            value = DynamoType(copy.deepcopy(values[placeholder]))
+            value = DynamoType(_own(values[placeholder]))
             if op == "ADD" and name in new:
                 if not new[name].is_number():
                     raise _Unsupported

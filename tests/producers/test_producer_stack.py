@@ -16,6 +16,7 @@ from pipeline import aws
 from pipeline.cli import main as cli_main
 from pipeline.codecs import kpl
 from pipeline.codecs.avro import SchemaRegistry
+from pipeline.errors import InvalidInput
 from pipeline.settings import Settings
 from producers.cli import produce
 from producers.errors import StreamNotFound
@@ -247,3 +248,52 @@ def test_split_shard_under_a_stale_map_loses_nothing(server: StackProcess):
         assert lo <= hash_key(f"k{i}") <= hi
         assert (res.shard_id, res.sequence_number, res.sub_sequence) in where[b"after-%d" % i]
     assert all(f.result().shard_id == "shardId-000000000000" for f in before)
+
+
+def test_put_many_stores_every_record_where_put_would(server: StackProcess):
+    """``put_many`` routes and aggregates a block at a time; every record lands in the shard
+    whose range holds its key, in order within its key, and each future reports where."""
+    settings = make_stream(server, "producer-many", 3)
+    kinesis = aws.client("kinesis", settings)
+    ranges = {
+        s["ShardId"]: (int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"]))
+        for s in kinesis.list_shards(StreamName=settings.stream_name)["Shards"]
+    }
+    records = [(f"many-{i}".encode() * (1 + i % 7), f"ключ-{i % 97}") for i in range(5000)]
+    with KinesisProducer(settings.stream_name, settings) as producer:
+        futures = producer.put_many(records[:2500]) + producer.put_many(records[2500:])
+    assert producer.stats["user_records"] == 5000 and producer.stats["failed"] == 0
+    where = {}
+    for shard_id, stored in read_stream(settings).items():
+        for rec in stored:
+            for sub, user in enumerate(kpl.deaggregate(rec["Data"], rec["PartitionKey"])):
+                where[user.data] = (shard_id, rec["SequenceNumber"], sub, user.partition_key)
+    assert len(where) == len(records)
+    order: dict[str, list[tuple[int, int]]] = {}
+    for (data, key), fut in zip(records, futures, strict=True):
+        r = fut.result()
+        shard_id, seq, sub, stored_key = where[data]
+        assert (r.shard_id, r.sequence_number, r.sub_sequence, stored_key) == (shard_id, seq, sub, key)
+        lo, hi = ranges[shard_id]
+        assert lo <= hash_key(key) <= hi
+        order.setdefault(key, []).append((int(seq), sub))
+    assert all(positions == sorted(positions) for positions in order.values())
+
+
+def test_put_many_and_put_events_refuse_a_bad_record_and_queue_nothing(server: StackProcess):
+    settings = make_stream(server, "producer-many-bad", 1)
+    reg = SchemaRegistry.load()
+    with KinesisProducer(settings.stream_name, settings) as producer:
+        with pytest.raises(InvalidInput, match="record 2: "):
+            producer.put_many([(b"a", "k"), (b"b", "k"), (b"c", "")])
+        bad = dict(reg.example(), amount_cents="lots")
+        with pytest.raises(InvalidInput, match="event 1: event does not match schema"):
+            producer.put_events([reg.example(), bad])
+        assert producer.outstanding() == 0 and producer.stats["user_records"] == 0
+        futures = producer.put_events(
+            [reg.example(), dict(reg.example(), event_id="00000000-0000-4000-8000-000000000002")]
+        )
+    assert [f.result().sub_sequence for f in futures] == [0, 1]
+    (records,) = read_stream(settings).values()
+    bodies = [u.data for r in records for u in kpl.deaggregate(r["Data"], r["PartitionKey"])]
+    assert [str(reg.decode(b)["event_id"])[-1] for b in bodies] == ["1", "2"]

@@ -1,0 +1,98 @@
+"""The AWS client factory: the plain JSON serializer sends exactly what botocore's would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from botocore.serialize import JSONSerializer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline import aws
+from pipeline.settings import Settings
+
+ENDPOINT = Settings(endpoint_url="http://127.0.0.1:9", region="us-east-1")
+
+
+def _both(service: str, operation: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    client = aws.client(service, ENDPOINT)
+    model = client.meta.service_model.operation_model(operation)
+    plain = aws.PlainJSONSerializer(JSONSerializer())
+    return plain.serialize_to_request(params, model), JSONSerializer().serialize_to_request(params, model)
+
+
+_scalar = st.one_of(
+    st.text(max_size=20).map(lambda s: {"S": s}),
+    st.integers(-(10**20), 10**20).map(lambda n: {"N": str(n)}),
+    st.binary(max_size=20).map(lambda b: {"B": b}),
+    st.booleans().map(lambda b: {"BOOL": b}),
+    st.just({"NULL": True}),
+    st.lists(st.binary(min_size=1, max_size=5), min_size=1, max_size=3).map(lambda v: {"BS": v}),
+)
+_value = st.recursive(
+    _scalar,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda v: {"L": v}),
+        st.dictionaries(st.text(max_size=5), inner, max_size=3).map(lambda v: {"M": v}),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.dictionaries(st.sampled_from([":a", ":b", ":c"]), _value, min_size=1), min_size=1, max_size=5)
+)
+def test_transactions_serialise_byte_for_byte_as_botocore(values: list[dict[str, Any]]) -> None:
+    params = {
+        "TransactItems": [
+            {
+                "Update": {
+                    "TableName": "t",
+                    "Key": {"id": {"S": f"k{i}"}},
+                    "UpdateExpression": "SET a = :a",
+                    "ExpressionAttributeValues": v,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+            for i, v in enumerate(values)
+        ],
+        "ClientRequestToken": "token",
+    }
+    ours, theirs = _both("dynamodb", "TransactWriteItems", params)
+    assert ours == theirs
+
+
+def test_kinesis_put_records_blobs_are_base64_as_botocore_sends_them() -> None:
+    params = {
+        "StreamName": "s",
+        "Records": [{"Data": bytes(range(256)), "PartitionKey": "k", "ExplicitHashKey": "1"}],
+    }
+    ours, theirs = _both("kinesis", "PutRecords", params)
+    assert ours == theirs
+    assert b'"Data": "AAECAw' in ours["body"]
+
+
+def test_operations_with_timestamps_take_botocores_walk() -> None:
+    params = {
+        "StreamName": "s",
+        "ShardId": "shardId-000000000000",
+        "ShardIteratorType": "AT_TIMESTAMP",
+        "Timestamp": datetime(2026, 11, 27, tzinfo=UTC),
+    }
+    ours, theirs = _both("kinesis", "GetShardIterator", params)
+    assert ours == theirs
+    assert b'"Timestamp": 1795' in ours["body"]  # botocore's conversion, not json.dumps's refusal
+
+
+def test_clients_carry_the_plain_serializer_inside_botocores_validation() -> None:
+    client = aws.client("dynamodb", ENDPOINT)
+    decorator = client._serializer
+    assert hasattr(decorator, "_param_validator")  # validation still runs first
+    assert isinstance(decorator._serializer, aws.PlainJSONSerializer)
+    with pytest.raises(Exception, match="Parameter validation failed"):
+        client.update_item(TableName="t", Key={"id": {"S": "k"}}, UpdateExpression=5)
+    s3 = aws.client("s3", ENDPOINT)  # REST-XML: botocore's own serializer, untouched
+    assert not isinstance(getattr(s3._serializer, "_serializer", None), aws.PlainJSONSerializer)
