@@ -6,12 +6,17 @@ from typing import Any
 
 from consumers.core.app import build
 from consumers.state_writer.sink import StateSink
+from pipeline import aws
 from pipeline.observability.logs import bind
 
 # ``update`` (one conditional UpdateItem per customer) or ``transact`` (100 per request, 2× WCU).
+# The sink's writes use a client without botocore's client-side parameter validation: their shape
+# is fixed, and the tests drive the same sink through validating clients (tests/consumers).
 processor = build(
     "state-writer",
-    lambda s, reg, c: StateSink(c.dynamodb, s.state_table, mode=s.state_writes),
+    lambda s, reg, c: StateSink(
+        aws.client("dynamodb", s, validate=False), s.state_table, mode=s.state_writes
+    ),
 )
 
 

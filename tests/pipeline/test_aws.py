@@ -96,3 +96,10 @@ def test_clients_carry_the_plain_serializer_inside_botocores_validation() -> Non
         client.update_item(TableName="t", Key={"id": {"S": "k"}}, UpdateExpression=5)
     s3 = aws.client("s3", ENDPOINT)  # REST-XML: botocore's own serializer, untouched
     assert not isinstance(getattr(s3._serializer, "_serializer", None), aws.PlainJSONSerializer)
+
+
+def test_a_client_without_validation_still_serialises_plainly() -> None:
+    client = aws.client("dynamodb", ENDPOINT, validate=False)
+    assert client.meta.config.parameter_validation is False
+    assert isinstance(client._serializer, aws.PlainJSONSerializer)
+    assert aws.client("dynamodb", ENDPOINT).meta.config.parameter_validation is True
