@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             time.sleep(0.5)
         total_s = time.monotonic() - t0
+        producer_peak = _rss_mb(os.getpid(), "VmHWM")  # before the verification's own memory
         sampler.stop_event.set()
         sampler.join()
         runner_cpu = _cpu_seconds(runner.pid) - runner_cpu0
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 "emulator_moto_server": round(server_cpu / args.events * 1e6, 1),
             },
             "peak_rss_mb": {
-                "producer": round(_rss_mb(os.getpid(), "VmHWM"), 1),
+                "producer": round(producer_peak, 1),
                 "esm_runner": round(_rss_mb(runner.pid, "VmHWM"), 1),
                 "handler_worker_max": round(max(sampler.worker_peak.values(), default=0), 1),
                 "emulator_moto_server": round(_rss_mb(server.proc.pid, "VmHWM"), 1),
