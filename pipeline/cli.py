@@ -81,6 +81,20 @@ def caught_up(
     )
 
 
+def _await_runner_counters(state_dir: Path, since: float, timeout: float = 3.0) -> None:
+    """Wait until the ESM runner has written its counters after ``since`` (it writes them once a
+    second), so the summary counts the invocations that just caught up."""
+    path = state_dir / "esm" / "stats.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if path.stat().st_mtime > since:
+                return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.1)
+
+
 def summary(settings: Settings, produced: dict[str, Any], elapsed: float) -> list[tuple[str, str]]:
     """Rows of the end-of-run table."""
     from pipeline.stack import inspect
@@ -185,6 +199,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"consumers did not catch up within {args.timeout:.0f} s; see `make logs` and `make status`"
         )
     elapsed = time.monotonic() - started
+    _await_runner_counters(settings.state_dir, time.time())
     rows = summary(settings, produced, elapsed)
     print("\nsummary\n" + _table(rows))
     from pipeline.observability.report import load_run, write_report
