@@ -81,9 +81,19 @@ class Sampler(threading.Thread):
 def main(argv: list[str] | None = None) -> int:
     """Run the load benchmark; return 0 when every event landed exactly once."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--events", type=int, default=int(os.environ.get("EVENTS", 1_000_000)))
-    p.add_argument("--customers", type=int, default=int(os.environ.get("CUSTOMERS", 10_000)))
-    p.add_argument("--shards", type=int, default=4)
+    p.add_argument(
+        "--events",
+        type=int,
+        default=int(os.environ.get("EVENTS", 1_000_000)),
+        help="events to produce (EVENTS)",
+    )
+    p.add_argument(
+        "--customers",
+        type=int,
+        default=int(os.environ.get("CUSTOMERS", 10_000)),
+        help="distinct customers, the partition keys (CUSTOMERS)",
+    )
+    p.add_argument("--shards", type=int, default=4, help="shards of the stream")
     p.add_argument(
         "--rate",
         type=float,
@@ -112,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "are one per customer per batch, so longer batches coalesce more events per write; freshness\n"
         "is measured on the lake writer, whose window stays 0",
     )
-    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--timeout", type=float, default=3600, help="seconds for the consumers to catch up")
     p.add_argument("--out", default=None, help="folder for the JSON report (default reports/load-<ts>)")
     args = p.parse_args(argv if argv is not None else sys.argv[2:] if len(sys.argv) > 2 else [])
 
