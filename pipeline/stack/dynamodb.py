@@ -9,15 +9,10 @@
   saves only the items its actions touch and restores those if it is cancelled; the outcome
   (all actions applied, or none, with per-action cancellation reasons) is the same. Stream records
   of a cancelled transaction are not withdrawn (no DynamoDB stream is used by the pipeline).
-- **Updates that cost what they say.** moto parses and validates an UpdateExpression's syntax tree
-  (twice for a new item) on every call, which makes an UpdateItem cost milliseconds of the
-  server's CPU. The state writer's updates are flat ``SET name = :value`` and numeric
-  ``ADD name :value`` lists; those are planned once per expression string and applied directly to
-  moto's item. Any other expression, a missing placeholder, a reserved word, a non-number ADD, a
-  key attribute, ``Expected``/``AttributeUpdates``, or a table with a stream takes moto's own
-  path, so every error DynamoDB would raise is still raised by moto.
 - **Requests that cost what they do.** ``FastWrites`` sits in front of moto's app and answers an
-  UpdateItem or TransactWriteItems whose every action is such a planned update with a simple
+  UpdateItem or TransactWriteItems whose every action is a flat ``SET name = :value`` / numeric
+  ``ADD name :value`` list (planned once per expression string; moto parses and validates an
+  UpdateExpression's syntax tree on every call, milliseconds of the server's CPU) with a simple
   condition (``attribute_not_exists(a)``, ``attribute_exists(a)``, ``a < :v`` and the other
   orderings and ``=``, joined by AND/OR/NOT and parentheses) on string or number attributes, when
   every condition holds: it checks all conditions first, then applies every action, under the write
@@ -53,9 +48,8 @@ def patch_moto_dynamodb() -> None:
 
     if getattr(DynamoDBBackend, "_pipeline_patched", False):
         return
-    for name in ("put_item", "delete_item"):
+    for name in ("put_item", "update_item", "delete_item"):
         setattr(DynamoDBBackend, name, _serialised(getattr(DynamoDBBackend, name)))
-    DynamoDBBackend.update_item = _serialised(_fast_update(DynamoDBBackend.update_item))  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
     DynamoDBBackend._pipeline_patched = True  # type: ignore[attr-defined]
 
@@ -244,93 +238,6 @@ def plan(expression: str) -> tuple[tuple[str, str, str], ...] | None:
     if len(_PLANS) < 1024:
         _PLANS[expression] = result
     return result
-
-
-def _fast_update(original: Any) -> Any:
-    """moto's ``update_item``, with the planned path of the module docstring in front."""
-
-    @functools.wraps(original)
-    def update_item(
-        self: Any,
-        table_name: str,
-        key: dict[str, dict[str, Any]],
-        update_expression: str,
-        expression_attribute_names: dict[str, Any],
-        expression_attribute_values: dict[str, Any],
-        attribute_updates: dict[str, Any] | None = None,
-        expected: dict[str, Any] | None = None,
-        condition_expression: str | None = None,
-        return_values_on_condition_check_failure: str | None = None,
-    ) -> Any:
-        args = (table_name, key, update_expression, expression_attribute_names, expression_attribute_values)
-        kwargs = {
-            "attribute_updates": attribute_updates,
-            "expected": expected,
-            "condition_expression": condition_expression,
-            "return_values_on_condition_check_failure": return_values_on_condition_check_failure,
-        }
-        actions = plan(update_expression) if update_expression else None
-        if actions is None or attribute_updates or expected:
-            return original(self, *args, **kwargs)
-        table = self.get_table(table_name)
-        values = expression_attribute_values or {}
-        keys = {table.hash_key_attr, table.range_key_attr}
-        if table.stream_shard is not None or any(
-            name in keys or placeholder not in values for _, name, placeholder in actions
-        ):
-            return original(self, *args, **kwargs)
-        if any(op == "ADD" and next(iter(values[p]), None) != "N" for op, _, p in actions):
-            return original(self, *args, **kwargs)
-        return _apply(self, table, key, actions, values, original, args, kwargs)
-
-    return update_item
-
-
-def _apply(
-    backend: Any,
-    table: Any,
-    key: dict[str, Any],
-    actions: tuple[tuple[str, str, str], ...],
-    values: dict[str, Any],
-    original: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    from moto.dynamodb.comparisons import create_condition_expression_parser
-    from moto.dynamodb.exceptions import ConditionalCheckFailed
-    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
-
-    hash_value, range_value = backend.get_keys_value(table, key)
-    item = table.get_item(hash_value, range_value)
-    if item is not None and any(
-        op == "ADD" and name in item.attrs and not item.attrs[name].is_number() for op, name, _ in actions
-    ):
-        return original(backend, *args, **kwargs)  # moto raises the type mismatch
-    condition = kwargs["condition_expression"]
-    if condition:
-        names = args[3]
-        if not create_condition_expression_parser(condition, names, values).parse().expr(item):
-            if kwargs["return_values_on_condition_check_failure"] == "ALL_OLD" and item is not None:
-                raise ConditionalCheckFailed(item=item.to_json()["Attributes"])
-            raise ConditionalCheckFailed
-    if item is None:
-        data: dict[str, Any] = {table.hash_key_attr: {hash_value.type: hash_value.value}}
-        if range_value is not None:
-            data[table.range_key_attr] = {range_value.type: range_value.value}
-        for _, name, placeholder in actions:
-            data[name] = _own(values[placeholder])
-        table.put_item(data)
-        return table.get_item(hash_value, range_value)
-    new = dict(item.attrs)
-    for op, name, placeholder in actions:
-        value = DynamoType(_own(values[placeholder]))
-        if op == "ADD" and name in new:
-            value = new[name] + value
-        new[name] = value
-    if sum(len(k.encode()) + v.size() for k, v in new.items()) > _MAX_ITEM_BYTES:
-        return original(backend, *args, **kwargs)  # moto decides at its limit
-    item.attrs = LimitedSizeDict(new)
-    return item
 
 
 # -- the request-level fast path ------------------------------------------------------------------
