@@ -175,23 +175,8 @@ class KinesisProducer:
         Raises ``InvalidInput`` at once for a record Kinesis would refuse, ``BackpressureTimeout``
         when the buffer stays full for ``put_timeout`` s, ``ProducerClosed`` after ``close``.
         """
-        if type(data) is not bytes:
-            if not isinstance(data, bytearray | memoryview):
-                raise InvalidInput(
-                    f"data must be bytes, not {type(data).__name__}; encode text first (text.encode())"
-                )
-            data = bytes(data)
-        if type(partition_key) is not str or not 0 < len(partition_key) <= 256:
-            from producers.validation import check_partition_key
-
-            check_partition_key(partition_key)
-        size = len(data) + (len(partition_key) if partition_key.isascii() else len(partition_key.encode()))
+        data, size = self._checked(data, partition_key)
         cfg = self.config
-        if size > cfg.max_record_bytes:
-            raise InvalidInput(
-                f"record of {len(data):,} bytes of data + partition key is {size:,} bytes, over the "
-                f"stream's {cfg.max_record_bytes:,}-byte record limit; split it or store it elsewhere (S3)"
-            )
         if explicit_hash_key is not None:
             check_explicit_hash_key(explicit_hash_key)
         future = RecordFuture()
@@ -231,6 +216,27 @@ class KinesisProducer:
                 cond.notify_all()
         return future
 
+    def _checked(self, data: Any, partition_key: Any) -> tuple[bytes, int]:
+        """``(data as bytes, record size)``, or ``InvalidInput`` for a record Kinesis would refuse."""
+        if type(data) is not bytes:
+            if not isinstance(data, bytearray | memoryview):
+                raise InvalidInput(
+                    f"data must be bytes, not {type(data).__name__}; encode text first (text.encode())"
+                )
+            data = bytes(data)
+        if type(partition_key) is not str or not 0 < len(partition_key) <= 256:
+            from producers.validation import check_partition_key
+
+            check_partition_key(partition_key)
+        size = len(data) + (len(partition_key) if partition_key.isascii() else len(partition_key.encode()))
+        limit = self.config.max_record_bytes
+        if size > limit:
+            raise InvalidInput(
+                f"record of {len(data):,} bytes of data + partition key is {size:,} bytes, over the "
+                f"stream's {limit:,}-byte record limit; split it or store it elsewhere (S3)"
+            )
+        return data, size
+
     def put_many(self, records: Sequence[tuple[bytes, str]]) -> list[RecordFuture]:
         """Queue many ``(data, partition_key)`` user records at once; a future per record.
 
@@ -238,29 +244,18 @@ class KinesisProducer:
         fraction of the CPU: one lock and one routing and aggregation pass per block of records
         (``Aggregator.route_and_add``). Every record is checked first: if one would be refused,
         ``InvalidInput`` names its index and nothing is queued. Explicit hash keys take ``put``.
+        If the buffer stays full, ``BackpressureTimeout`` is raised with ``queued``: the futures of
+        the records already queued by this call (the earlier blocks).
         """
         cfg = self.config
         datas: list[bytes] = []
         keys: list[str] = []
         sizes: list[int] = []
         for i, (data, key) in enumerate(records):
-            if type(data) is not bytes:
-                if not isinstance(data, bytearray | memoryview):
-                    raise InvalidInput(f"record {i}: data must be bytes, not {type(data).__name__}")
-                data = bytes(data)
-            if type(key) is not str or not 0 < len(key) <= 256:
-                from producers.validation import check_partition_key
-
-                try:
-                    check_partition_key(key)
-                except InvalidInput as exc:
-                    raise InvalidInput(f"record {i}: {exc}") from None
-            size = len(data) + (len(key) if key.isascii() else len(key.encode()))
-            if size > cfg.max_record_bytes:
-                raise InvalidInput(
-                    f"record {i}: {size:,} bytes of data + partition key, over the stream's "
-                    f"{cfg.max_record_bytes:,}-byte record limit"
-                )
+            try:
+                data, size = self._checked(data, key)
+            except InvalidInput as exc:
+                raise InvalidInput(f"record {i}: {exc}") from None
             datas.append(data)
             keys.append(key)
             sizes.append(size)
@@ -268,9 +263,13 @@ class KinesisProducer:
         # Blocks small enough to fit the buffer, so back-pressure works as it does for ``put``.
         step = max(1, min(_MANY_BLOCK, cfg.max_buffered_bytes // (2 * max(max(sizes, default=1), 1))))
         for lo in range(0, len(datas), step):
-            self._put_block(
-                keys[lo : lo + step], datas[lo : lo + step], sizes[lo : lo + step], futures[lo : lo + step]
-            )
+            hi = lo + step
+            try:
+                self._put_block(keys[lo:hi], datas[lo:hi], sizes[lo:hi], futures[lo:hi])
+            except BackpressureTimeout as exc:
+                # The blocks before this one are queued: hand their futures over with the error.
+                exc.queued = futures[:lo]  # type: ignore[attr-defined]
+                raise
         return futures
 
     def _put_block(

@@ -150,6 +150,37 @@ def test_put_blocks_when_the_buffer_is_full_then_times_out():
     assert p.stats["user_bytes"] <= MIB + 2000
 
 
+def test_put_many_blocks_when_the_buffer_is_full_then_times_out():
+    """put_many is bounded by the same buffer: its blocks wait for room like single puts."""
+    release = threading.Event()
+    fake = FakeKinesis(even_shards(2))
+
+    def stuck(records):
+        release.wait()
+        return fake.put_records(records)
+
+    p = KinesisProducer(
+        "s",
+        put_records=stuck,
+        list_shards=fake.list_shards,
+        max_buffered_bytes=MIB,
+        put_timeout=0.2,
+        record_max_buffered_time=0.0,
+    )
+    # Blocks of about half a MiB: two fit in the 1 MiB buffer, the third waits and times out.
+    with pytest.raises(BackpressureTimeout, match="max_buffered_bytes") as info:
+        p.put_many([(b"x" * 1000, f"k{i}") for i in range(1500)])
+    first = info.value.queued  # type: ignore[attr-defined]
+    assert 1000 < len(first) < 1500
+    with pytest.raises(BackpressureTimeout, match="max_buffered_bytes") as info:
+        p.put_many([(b"y" * 1000, f"late{i}") for i in range(100)])
+    assert info.value.queued == []  # type: ignore[attr-defined]
+    release.set()
+    p.close()
+    assert all(f.result().shard_id for f in first)
+    assert p.stats["user_records"] == len(first) and p.stats["user_bytes"] <= MIB
+
+
 def test_bad_input_is_refused_at_once_and_alone():
     fake = FakeKinesis(even_shards(1))
     with producer(fake) as p:
