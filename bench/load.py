@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.stack.processes import ServerProcess, children
+from pipeline.stack.processes import ServerProcess, children, pid_file
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -127,12 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv if argv is not None else sys.argv[2:] if len(sys.argv) > 2 else [])
 
     from consumers.state_writer.model import expected_state
-    from pipeline.cli import caught_up
+    from pipeline.cli import wait_for_consumers
     from pipeline.events import generate
     from pipeline.settings import Settings
     from pipeline.stack import inspect
     from pipeline.stack.bootstrap import bootstrap
-    from producers.producer import KinesisProducer
+    from producers.cli import produce
 
     work = Path(tempfile.mkdtemp(prefix="pipeline-load-"))
     out = Path(args.out or f"reports/load-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             stderr=subprocess.STDOUT,  # noqa: SIM115
             start_new_session=True,
         )
+        pid_file(settings.state_dir, "esm").write_text(str(runner.pid))  # as `make up` records it
         sampler = Sampler(
             {"server": server.proc.pid, "runner": runner.pid, "producer": os.getpid()}, runner.pid, settings
         )
@@ -194,40 +195,24 @@ def main(argv: list[str] | None = None) -> int:
         measure_from = time.time()
         cpu0 = _cpu_seconds(os.getpid())
         t0 = time.monotonic()
-        with KinesisProducer(settings.stream_name, settings) as producer:
-            futures = []
-            # put_events: blocks of events routed and aggregated together (50 ms of events when a
-            # rate is set, so the pacing stays smooth).
-            size = 500 if not args.rate else max(1, min(500, int(args.rate / 20)))
-            i = 0
-            for block in _blocks(generate(args.events, customers=args.customers, seed=1), size):
-                futures += producer.put_events(block)
-                i += len(block)
-                if args.rate:
-                    ahead = i / args.rate - (time.monotonic() - t0)
-                    if ahead > 0:
-                        time.sleep(ahead)
-                if len(futures) >= 50_000:
-                    for f in futures:
-                        r = f.result()
-                        last[r.shard_id] = max(
-                            last.get(r.shard_id, (0, 0)), (int(r.sequence_number), r.sub_sequence)
-                        )
-                    futures.clear()
-                    print(f"  produced {i:,} ({i / (time.monotonic() - t0):,.0f}/s)", flush=True)
-            producer.flush()
-            for f in futures:
-                r = f.result()
-                last[r.shard_id] = max(last.get(r.shard_id, (0, 0)), (int(r.sequence_number), r.sub_sequence))
-            pstats = dict(producer.stats)
+        produced = produce(
+            settings,
+            args.events,
+            customers=args.customers,
+            rate=args.rate,
+            seed=1,
+            quiet=not sys.stderr.isatty(),
+        )
+        if produced["failed"]:
+            print(f"load: {produced['failed']:,} events were not stored: {produced['first_error']}")
+            return 1
+        last.update(produced["last_positions"])
+        pstats = {k: v for k, v in produced.items() if k not in ("last_positions", "first_error")}
         produce_s = time.monotonic() - t0
         producer_cpu = _cpu_seconds(os.getpid()) - cpu0
-        deadline = time.monotonic() + args.timeout
-        while not caught_up(settings, last, ["lake-writer", "state-writer"]):
-            if time.monotonic() > deadline:
-                print("load: consumers did not catch up in time")
-                return 1
-            time.sleep(0.5)
+        if not wait_for_consumers(settings, last, ["lake-writer", "state-writer"], args.timeout):
+            print("load: consumers did not catch up in time")
+            return 1
         total_s = time.monotonic() - t0
         producer_peak = _rss_mb(os.getpid(), "VmHWM")  # before the verification's own memory
         sampler.stop_event.set()
@@ -343,37 +328,21 @@ def _warm_up(
 ) -> None:
     """Produce ``n`` events and wait until both consumers have them (workers warm, readers on)."""
     from consumers.state_writer.model import expected_state
-    from pipeline.cli import caught_up
+    from pipeline.cli import wait_for_consumers
     from pipeline.events import generate
-    from producers.producer import KinesisProducer
+    from producers.cli import produce
 
-    events = list(generate(n, customers=customers, seed=1_000_003))  # ids apart from the run's
-    with KinesisProducer(settings.stream_name, settings) as producer:
-        futures = producer.put_events(events)
-        producer.flush()
-        for f in futures:
-            r = f.result()
-            last[r.shard_id] = max(last.get(r.shard_id, (0, 0)), (int(r.sequence_number), r.sub_sequence))
+    seed = 1_000_003  # ids apart from the run's
+    produced = produce(settings, n, customers=customers, seed=seed, quiet=True)
+    if produced["failed"]:
+        raise SystemExit(f"load: warm-up events were not stored: {produced['first_error']}")
+    last.update(produced["last_positions"])
+    events = list(generate(n, customers=customers, seed=seed))
     produced_ids.update(str(e["event_id"]) for e in events)
     _merge(expected, expected_state(events))
-    deadline = time.monotonic() + timeout
-    while not caught_up(settings, last, ["lake-writer", "state-writer"]):
-        if time.monotonic() > deadline:
-            raise SystemExit("load: the warm-up events were not consumed in time")
-        time.sleep(0.2)
+    if not wait_for_consumers(settings, last, ["lake-writer", "state-writer"], timeout):
+        raise SystemExit("load: the warm-up events were not consumed in time")
     print(f"  warm-up: {n:,} events consumed", flush=True)
-
-
-def _blocks(items: Any, size: int) -> Any:
-    """Lists of ``size`` consecutive items (the last one shorter)."""
-    block = []
-    for item in items:
-        block.append(item)
-        if len(block) == size:
-            yield block
-            block = []
-    if block:
-        yield block
 
 
 def _generator_cost(n: int, customers: int) -> float:

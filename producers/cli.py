@@ -32,6 +32,18 @@ def progress(label: str, done: int, total: int, started: float) -> None:
     sys.stderr.flush()
 
 
+def _blocks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of ``size`` consecutive items (the last one shorter)."""
+    block: list[Any] = []
+    for item in items:
+        block.append(item)
+        if len(block) == size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
 class _Tally:
     """Counts settled futures and keeps the last position per shard, without keeping futures."""
 
@@ -79,14 +91,21 @@ def produce(
     tally = _Tally()
     started = time.monotonic()
     done = 0
+    # Blocks of events through put_events (one routing and aggregation pass each); with a rate,
+    # blocks of 50 ms of events, so the pacing stays smooth.
+    size = 500 if rate <= 0 else max(1, min(500, int(rate / 20)))
+    shown = 0
     with KinesisProducer(settings.stream_name, settings, validate_events=validate) as producer:
-        for done, event in enumerate(itertools.islice(source, max(count, 0)), 1):
-            producer.put_event(event).add_done_callback(tally)
+        for block in _blocks(itertools.islice(source, max(count, 0)), size):
+            for future in producer.put_events(block):
+                future.add_done_callback(tally)
+            done += len(block)
             if rate > 0:
                 ahead = done / rate - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
-            if not quiet and done % 1000 == 0 and done < count:
+            if not quiet and done - shown >= 1000 and done < count:
+                shown = done
                 progress("producing", done, count, started)
         producer.flush()
         stats = dict(producer.stats)
