@@ -61,9 +61,11 @@ class SchemaRegistry:
             raise UndecodablePayload("unknown_schema", f"reader schema {reader!r} not found")
         self.reader_name = reader
         self.reader = self.by_name[reader]
-        self.by_fingerprint: dict[bytes, Any] = {fingerprint(s): s for s in self.by_name.values()}
-        self.reader_fingerprint = fingerprint(self.reader)
-        self._header = HEADER + self.reader_fingerprint
+        fingerprints = {name: fingerprint(s) for name, s in self.by_name.items()}
+        self.by_fingerprint: dict[bytes, Any] = {fingerprints[n]: s for n, s in self.by_name.items()}
+        self.reader_fingerprint = fingerprints[reader]
+        self._headers = {name: HEADER + fp for name, fp in fingerprints.items()}  # made once, not per event
+        self._header = self._headers[reader]
         # Generated per schema (pipeline.codecs.avro_writer): the same bytes as fastavro's writer
         # for plain values at a fraction of the CPU; anything else is written by fastavro.
         self._writers: dict[str, Writer | None] = {n: compile_writer(s) for n, s in self.by_name.items()}
@@ -80,7 +82,7 @@ class SchemaRegistry:
     def encode(self, event: Mapping[str, Any], schema: str | None = None) -> bytes:
         """Single-object encoding of ``event`` with the named (default: reader) schema."""
         write = self._writers[schema] if schema else self._reader_writer
-        header = HEADER + fingerprint(self.by_name[schema]) if schema else self._header
+        header = self._headers[schema] if schema else self._header
         if write is not None:
             try:
                 return header + write(event)
