@@ -68,7 +68,9 @@ class SchemaRegistry:
         self._header = self._headers[reader]
         # Generated per schema (pipeline.codecs.avro_writer): the same bytes as fastavro's writer
         # for plain values at a fraction of the CPU; anything else is written by fastavro.
-        self._writers: dict[str, Writer | None] = {n: compile_writer(s) for n, s in self.by_name.items()}
+        self._writers: dict[str, Writer | None] = {
+            n: compile_writer(s, self._headers[n]) for n, s in self.by_name.items()
+        }
         self._reader_writer = self._writers[reader]
 
     @classmethod
@@ -85,7 +87,7 @@ class SchemaRegistry:
         header = self._headers[schema] if schema else self._header
         if write is not None:
             try:
-                return header + write(event)
+                return write(event)
             except Fallback:
                 pass
         parsed = self.by_name[schema] if schema else self.reader

@@ -132,3 +132,39 @@ def test_schemas_outside_the_subset_get_no_generated_writer() -> None:
     ):
         assert compile_writer(fastavro.parse_schema(schema)) is None
     assert compile_writer(fastavro.parse_schema("string")) is None
+
+
+@pytest.mark.parametrize(
+    "n",
+    [0, -1, 63, -64, 64, -65, 8191, 8192, 2**34 - 1, 2**34, 1_795_000_000_000, 2**41 - 1, 2**41, -(2**34)]
+    + [-(2**41), 2**62, 2**63 - 1, -(2**63)],
+)
+def test_longs_at_every_varint_width_edge_are_written_as_fastavro_writes_them(n: int) -> None:
+    schema = fastavro.parse_schema({"type": "record", "name": "L", "fields": [{"name": "x", "type": "long"}]})
+    write = compile_writer(schema)
+    assert write is not None
+    assert write({"x": n}) == _fastavro(schema, {"x": n})
+
+
+def test_strings_maps_and_arrays_past_the_length_table_are_left_to_fastavro() -> None:
+    write = compile_writer(WIDE)
+    assert write is not None
+    datum = {
+        "s": "s", "b": b"b", "l": 1, "i": 2, "t": True, "d": 1.5, "f": 2.5, "e": "A", "m": {},
+        "a": [], "u": None, "n": 3, "r": {"x": 4},
+    }  # fmt: skip
+    for field, n in (("s", 1024), ("m", 1024), ("a", 1024), ("s", 1023), ("m", 1023), ("a", 1023)):
+        value = {"s": "x" * n, "m": {str(i): i for i in range(n)}, "a": ["y"] * n}[field]
+        if n == 1024:
+            with pytest.raises(Fallback):
+                write(dict(datum, **{field: value}))
+        else:
+            assert write(dict(datum, **{field: value})) == _fastavro(WIDE, dict(datum, **{field: value}))
+
+
+def test_a_prefix_is_written_before_the_body() -> None:
+    reg = SchemaRegistry.load()
+    write = compile_writer(reg.reader, b"\xc3\x01prefix")
+    assert write is not None
+    event = reg.example()
+    assert write(event) == b"\xc3\x01prefix" + _fastavro(reg.reader, event)
