@@ -45,11 +45,12 @@ def build(
     configure(consumer)
     registry = SchemaRegistry.load()
     clients = Clients(s3=aws.client("s3", settings), dynamodb=aws.client("dynamodb", settings))
+    sink = make_sink(settings, registry, clients)
     return BatchProcessor(
         consumer=consumer,
-        decoder=Decoder(registry),
+        decoder=Decoder(registry, fields=getattr(sink, "fields", None)),
         checkpoints=CheckpointStore(clients.dynamodb, settings.checkpoint_table, consumer),
-        sink=make_sink(settings, registry, clients),
+        sink=sink,
         quarantine=Quarantine(clients.s3, settings.bucket, settings.quarantine_prefix, consumer),
         event_ids=make_filter(
             settings.event_id_dedupe,

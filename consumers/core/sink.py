@@ -36,6 +36,9 @@ class Sink(Protocol):
     A sink either writes idempotent, position-keyed effects on its own (the state sink: updates
     conditional on the item's last applied position) or announces its writes through the intent
     hook so that the next attempt can tell a completed write from a torn one (the lake sink).
+
+    A sink may name the event fields it reads in a ``fields`` attribute (a tuple of names); the
+    decoder then builds only those (``Decoder(fields=...)``). Without it, events hold every field.
     """
 
     def resolve_intent(self, shard_id: str, intent: Intent) -> bool:

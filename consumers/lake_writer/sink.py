@@ -59,6 +59,10 @@ class LakeSink:
         >>> processor = BatchProcessor("lake-writer", decoder, checkpoints, sink, quarantine)
     """
 
+    #: The event fields this sink reads: the hour from the event time, the event id for dedupe.
+    #: The files hold each event's Avro body as received, not a re-encoding of these.
+    fields = ("event_id", "event_time")
+
     def __init__(
         self,
         s3: Any,

@@ -68,6 +68,8 @@ class StateSink:
     """
 
     TRANSACT_CHUNK = 100  # TransactWriteItems limit
+    #: The event fields this sink reads (``model.Delta.add`` and the grouping by customer).
+    fields = ("event_id", "event_time", "customer_id", "event_type", "amount_cents")
 
     def __init__(
         self, dynamodb: Any, table: str, workers: int = 8, mode: str = "update", max_attempts: int = 6

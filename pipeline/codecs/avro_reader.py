@@ -132,6 +132,7 @@ _STEP = tuple((1 + (c >> 1) if not c & 1 else _PAST) if c < 0x80 else 0 for c in
 # The same for the lean reader, with every longer length stepping past any buffer.
 _LEAN_STEP = tuple(step or _PAST for step in _STEP)
 _FLOAT = struct.Struct("<f").unpack_from
+_ASCII = bytes(range(0x80))
 _DOUBLE = struct.Struct("<d").unpack_from
 
 
@@ -147,6 +148,8 @@ def _one_byte(symbols: tuple[Any, ...]) -> tuple[Any, ...]:
 class _Generator:
     def __init__(self, lean: bool) -> None:
         self.lean = lean
+        self.count_high = False  # set while writing a projection: see ``projection``
+        self.skipping: set[str] = set()
         self.named: dict[str, Any] = {}
         self.functions: dict[str, str] = {}  # record full name -> function name
         self.sources: list[str] = []
@@ -216,7 +219,7 @@ class _Generator:
     def emit_indexed(self, symbols: tuple[Any, ...], out: list[str], ind: str, target: str) -> None:
         """``symbols[varint]``: enum symbols, or union branch numbers."""
         if self.lean:  # one-byte, in-range, non-negative indexes only: KeyError otherwise
-            by_byte = {2 * i: v for i, v in enumerate(symbols)}
+            by_byte = {2 * i: v for i, v in enumerate(symbols) if i < 64}
             out += [f"{ind}{target} = {self.const(by_byte, 'by_byte')}[b[p]]", f"{ind}p += 1"]
             return
         table, full = self.const(_one_byte(symbols), "by_byte"), self.const(symbols, "symbols")
@@ -229,10 +232,13 @@ class _Generator:
         ]
 
     def emit_long(self, out: list[str], ind: str, target: str) -> None:
+        long_path = [f"{ind}    {target}, p = _long(b, p)"]
+        if self.count_high:  # every byte of a longer varint but its last is >= 0x80
+            long_path = [f"{ind}    q = p", *long_path, f"{ind}    hi += p - q - 1"]
         out += [
             f"{ind}{target} = _ZIGZAG[b[p]]",
             f"{ind}if {target} is None:",
-            f"{ind}    {target}, p = _long(b, p)",
+            *long_path,
             f"{ind}else:",
             f"{ind}    p += 1",
         ]
@@ -335,13 +341,169 @@ class _Generator:
         self.sources.append("\n".join(out))
         return fn
 
+    # -- projections ---------------------------------------------------------------------------
+    # A projection reads some fields of a record and steps over the rest. Skipped strings are not
+    # decoded, so their UTF-8 is checked another way: bytes >= 0x80 outside strings occur only in
+    # varints longer than a byte (all bytes but the last), floats, doubles, fixed and bytes values.
+    # The projection counts those (``hi``) and the entry compares the count with the value's bytes
+    # >= 0x80: equal means every string is ASCII, hence valid UTF-8. Otherwise it reports a
+    # position past the end, and the caller reads the value again with the full reader.
 
-def reader_source(schema: Any, lean: bool = False) -> tuple[str, str, dict[str, Any]]:
+    def projection(self, schema: dict[str, Any], keep: frozenset[str]) -> str:
+        """The entry function of a lean reader of ``keep``'s fields of the record ``schema``."""
+        names = {f["name"] for f in schema["fields"]}
+        if not keep <= names:
+            raise Unsupported(f"fields {sorted(keep - names)} are not in the record")
+        self.count_high = True
+        out = ["def _projection(b, p):", "    p0 = p", "    hi = 0"]
+        values = []
+        for field in schema["fields"]:
+            fname = field["name"]
+            if fname in keep:
+                if not self.flat(field["type"]):
+                    raise Unsupported(f"field {fname!r} is not a primitive, enum, fixed or union of them")
+                if not isinstance(fname, str) or not fname.isidentifier():
+                    raise Unsupported(f"field name {fname!r}")
+                v = self.var("v")
+                if self.raw(field["type"]):  # bytes >= 0x80 outside varints: counted as read
+                    start = self.var("s")
+                    out.append(f"    {start} = p")
+                    self.count_high = False
+                    self.emit(field["type"], out, "    ", v)
+                    self.count_high = True
+                    out.append(f"    hi += len(b[{start}:p].translate(None, _ASCII))")
+                else:
+                    self.emit(field["type"], out, "    ", v)
+                values.append(f"{fname!r}: {v}")
+            else:
+                self.skip(field["type"], out, "    ")
+        out += [
+            "    if hi != len((b if p0 == 0 and p == len(b) else b[p0:p]).translate(None, _ASCII)):",
+            "        return None, p + _PAST  # a string not in ASCII: the full reader decides",
+            f"    return {{{', '.join(values)}}}, p",
+        ]
+        self.sources.append("\n".join(out))
+        return "_projection"
+
+    def flat(self, schema: Any) -> bool:
+        if isinstance(schema, str):
+            return schema in _PRIMITIVE or self.flat(self.named.get(schema, {"type": "record"}))
+        if isinstance(schema, list):
+            return all(self.flat(branch) for branch in schema)
+        kind = schema.get("type")
+        if kind in ("enum", "fixed"):
+            self.define(schema)
+            return True
+        return kind in _PRIMITIVE
+
+    def raw(self, schema: Any) -> bool:
+        """Whether a flat ``schema`` may hold bytes >= 0x80 that are not in a varint or a string."""
+        if isinstance(schema, str):
+            if schema in self.named:
+                return self.raw(self.named[schema])
+            return schema in ("bytes", "float", "double")
+        if isinstance(schema, list):
+            return any(self.raw(branch) for branch in schema)
+        return schema.get("type") in ("fixed", "bytes", "float", "double")
+
+    def skip(self, schema: Any, out: list[str], ind: str) -> None:
+        """Lines that step ``p`` over a value of ``schema`` (lean rules), adding to ``hi``."""
+        if isinstance(schema, str):
+            if schema in _PRIMITIVE:
+                self.skip_primitive(schema, out, ind)
+            elif schema in self.named:
+                self.skip_named(self.named[schema], out, ind)
+            else:
+                raise Unsupported(f"unknown type {schema!r}")
+        elif isinstance(schema, list):
+            if not schema:
+                raise Unsupported("empty union")
+            c = self.var("c")
+            out += [f"{ind}{c} = b[p]", f"{ind}p += 1"]
+            for n, branch in enumerate(schema):
+                out.append(f"{ind}{'el' if n else ''}if {c} == {2 * n}:")
+                lines: list[str] = []
+                self.skip(branch, lines, ind + "    ")
+                out += lines or [f"{ind}    pass"]
+            out += [f"{ind}else:", f"{ind}    raise IndexError('union index')"]
+        elif isinstance(schema, dict):
+            if "logicalType" in schema:
+                raise Unsupported(f"logical type {schema['logicalType']!r}")
+            kind = schema.get("type")
+            if kind in ("record", "error", "enum", "fixed"):
+                self.define(schema)
+                self.skip_named(schema, out, ind)
+            elif kind in ("array", "map"):
+                k = self.var("k")
+                self.emit_long(out, ind, k)
+                inner, body = self.emit_blocks(out, ind, k)
+                out.append(f"{inner}for _ in range({k}):")
+                if kind == "map":
+                    self.skip_primitive("string", out, body)
+                self.skip(schema["items" if kind == "array" else "values"], out, body)
+                self.emit_long(out, inner, k)
+            elif isinstance(kind, (str, list, dict)):
+                self.skip(kind, out, ind)
+            else:
+                raise Unsupported(f"schema {schema!r}")
+        else:
+            raise Unsupported(f"schema {schema!r}")
+
+    def skip_named(self, schema: dict[str, Any], out: list[str], ind: str) -> None:
+        kind = schema["type"]
+        if kind in ("record", "error"):
+            name = schema["name"]
+            if name in self.skipping:
+                raise Unsupported(f"recursive type {name!r}")
+            self.skipping.add(name)
+            for field in schema["fields"]:
+                self.skip(field["type"], out, ind)
+            self.skipping.discard(name)
+        elif kind == "enum":
+            table = {2 * i: True for i in range(min(len(schema["symbols"]), 64))}
+            out += [f"{ind}{self.const(table, 'valid')}[b[p]]", f"{ind}p += 1"]  # KeyError otherwise
+        elif kind == "fixed":
+            size = int(schema["size"])
+            out += [f"{ind}hi += len(b[p:p + {size}].translate(None, _ASCII))", f"{ind}p += {size}"]
+        else:
+            raise Unsupported(f"named type {kind!r}")
+
+    def skip_primitive(self, kind: str, out: list[str], ind: str) -> None:
+        if kind == "null":
+            return
+        if kind == "boolean":
+            out.append(f"{ind}p += 1")
+        elif kind in ("int", "long"):
+            self.emit_long(out, ind, "_")
+        elif kind in ("float", "double"):
+            size = 4 if kind == "float" else 8
+            out += [f"{ind}hi += len(b[p:p + {size}].translate(None, _ASCII))", f"{ind}p += {size}"]
+        elif kind == "bytes":
+            q = self.var("q")
+            out += [
+                f"{ind}{q} = p + _LEAN_STEP[b[p]]",
+                f"{ind}hi += len(b[p + 1:{q}].translate(None, _ASCII))",
+                f"{ind}p = {q}",
+            ]
+        else:  # string: checked by the entry's count
+            out.append(f"{ind}p += _LEAN_STEP[b[p]]")
+
+
+def reader_source(
+    schema: Any, lean: bool = False, fields: frozenset[str] | None = None
+) -> tuple[str, str, dict[str, Any]]:
     """(source, entry function name, constants) of the reader for ``schema``; ``Unsupported`` if
-    the schema uses something this module does not read. See ``compile_reader`` for ``lean``."""
+    the schema uses something this module does not read. See ``compile_reader`` for ``lean`` and
+    ``fields``."""
     parsed = fastavro.parse_schema(schema)
-    gen = _Generator(lean)
-    if isinstance(parsed, dict) and parsed.get("type") in ("record", "error") and "logicalType" not in parsed:
+    gen = _Generator(lean or fields is not None)
+    record = isinstance(parsed, dict) and parsed.get("type") in ("record", "error") and "logicalType" not in parsed
+    if fields is not None:
+        if not isinstance(parsed, dict) or not record:
+            raise Unsupported("a projection needs a record schema")
+        gen.define(parsed)
+        entry = gen.projection(parsed, fields)
+    elif isinstance(parsed, dict) and record:
         gen.define(parsed)
         entry = gen.record_function(parsed)
     else:  # any other top-level type: wrap it in a function of its own
@@ -353,7 +515,7 @@ def reader_source(schema: Any, lean: bool = False) -> tuple[str, str, dict[str, 
     return "\n\n".join(gen.sources) + "\n", entry, gen.consts
 
 
-def compile_reader(schema: Any, lean: bool = False) -> Reader:
+def compile_reader(schema: Any, lean: bool = False, fields: frozenset[str] | None = None) -> Reader:
     """A reader for ``schema``: ``read(buf, pos) -> (value, position after it)``.
 
     ``lean=True`` makes a quicker reader for the common encoding only: string and bytes lengths
@@ -361,8 +523,14 @@ def compile_reader(schema: Any, lean: bool = False) -> Reader:
     them for short values. Anything else makes it raise or return a position past the end (never a
     wrong value at the right end); callers then read the body again with the full reader.
 
+    ``fields`` makes a lean reader of a record that returns those fields only and steps over the
+    others without building their values. It reads in ASCII only: a value with any other string
+    (or a skipped bytes value with a byte >= 0x80) returns a position past the end, so the caller
+    reads it with the full reader. The fields it returns must be primitives, enums, fixed or unions
+    of them. It accepts and rejects exactly the values the lean reader does.
+
     Raises ``Unsupported`` for schemas outside this module's scope (see the module docstring)."""
-    source, entry, consts = reader_source(schema, lean)
+    source, entry, consts = reader_source(schema, lean, fields)
     namespace: dict[str, Any] = {
         "_ZIGZAG": _ZIGZAG,
         "_STEP": _STEP,
@@ -373,6 +541,8 @@ def compile_reader(schema: Any, lean: bool = False) -> Reader:
         "_index": _index,
         "_FLOAT": _FLOAT,
         "_DOUBLE": _DOUBLE,
+        "_ASCII": _ASCII,
+        "_PAST": _PAST,
         **consts,
     }
     exec(compile(source, f"<avro reader {entry}>", "exec"), namespace)

@@ -91,14 +91,26 @@ _PLAIN_AGG = kpl.encode(
 )
 
 
+_LAKE_FIELDS = ("event_id", "event_time")
+_STATE_FIELDS = ("event_id", "event_time", "customer_id", "event_type", "amount_cents")
+
+
+def _projected(event: dict, fields: tuple[str, ...] | None) -> list[dict]:
+    """What a decoder reading ``fields`` may return for ``event``: those fields, or (for an event
+    it read whole) every field."""
+    return [event] if fields is None else [{k: v for k, v in event.items() if k in fields}, event]
+
+
+@pytest.mark.parametrize("fields", [None, _LAKE_FIELDS, _STATE_FIELDS], ids=["all", "lake", "state"])
 @pytest.mark.parametrize("aggregate", [_AGG, _PLAIN_AGG], ids=["explicit-hash-keys", "plain"])
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_the_single_pass_aggregate_path_gives_what_the_reference_path_gives(
-    aggregate: bytes, data: st.DataObject
+    aggregate: bytes, fields: tuple[str, ...] | None, data: st.DataObject
 ) -> None:
     """Byte-compatible by construction: damaged aggregates (any byte, MD5 fixed up or not) decode to
-    the same user records and the same poison reasons either way."""
+    the same user records and the same poison reasons either way; a decoder that reads some fields
+    returns those fields of the same events."""
     flips = data.draw(
         st.lists(
             st.tuples(st.integers(min_value=0, max_value=len(aggregate) - 1), st.integers(0, 255)), max_size=3
@@ -110,11 +122,35 @@ def test_the_single_pass_aggregate_path_gives_what_the_reference_path_gives(
     body = bytes(damaged[4:-16])
     for blob in (bytes(damaged), kpl.MAGIC + body + hashlib.md5(body).digest()):
         record = _lambda("77", blob)
-        fast, slow = Decoder(REG).decode([record]), _reference().decode([record])
-        assert [(r.position, r.partition_key, r.event, r.body) for r in fast[0]] == [
-            (r.position, r.partition_key, r.event, r.body) for r in slow[0]
+        fast, slow = Decoder(REG, fields=fields).decode([record]), _reference().decode([record])
+        assert [(r.position, r.partition_key, r.body) for r in fast[0]] == [
+            (r.position, r.partition_key, r.body) for r in slow[0]
         ]
+        assert all(f.event in _projected(s.event, fields) for f, s in zip(fast[0], slow[0], strict=True))
         assert [(p.position, p.reason) for p in fast[1]] == [(p.position, p.reason) for p in slow[1]]
+
+
+def test_a_decoder_reading_some_fields_builds_only_those_from_aggregates() -> None:
+    decoded, poison = Decoder(REG, fields=_LAKE_FIELDS).decode([_lambda("9", _PLAIN_AGG)])
+    assert [p.reason for p in poison] == ["bad_magic"]
+    full, _ = Decoder(REG).decode([_lambda("9", _PLAIN_AGG)])
+    assert [r.event for r in decoded[:-1]] == [_projected(r.event, _LAKE_FIELDS)[0] for r in full[:-1]]
+    assert decoded[-1].event == full[-1].event  # the JSON payload: read whole
+    assert [r.body for r in decoded] == [r.body for r in full]
+
+
+@pytest.mark.parametrize(
+    "text", ["", "QQ==", "QQ", "QQ=", "Q===", "=QQ=", "QQ==QQ==", "Q Q=", "QQ\n", "Qé==", "QUJD", "QUJD="]
+)
+def test_base64_is_checked_as_b64decode_with_validate_checks_it(text: str) -> None:
+    record = {"kinesis": {"partitionKey": "k", "sequenceNumber": "1", "data": text}, "eventID": "s:1"}
+    try:
+        base64.b64decode(text, validate=True)
+        valid = True
+    except ValueError:
+        valid = False
+    _, poison = Decoder(REG).decode([record])
+    assert ("bad_base64" not in [p.reason for p in poison]) == valid
 
 
 def test_the_plain_aggregate_takes_the_single_pass_path() -> None:

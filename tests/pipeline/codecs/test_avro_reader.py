@@ -312,3 +312,101 @@ def test_decoder_output_equals_the_reference_decoder_for_the_benchmark_workload(
     fast, slow = Decoder(REG).decode(event["Records"]), Decoder(REG, fast=False).decode(event["Records"])
     assert not fast[1] and not slow[1] and len(fast[0]) == n
     assert fast[0] == slow[0]
+
+
+# -- projections: some fields read, the others stepped over ------------------------------------
+PROJECTIONS = [
+    frozenset({"event_id", "event_time"}),
+    frozenset({"event_id", "event_time", "customer_id", "event_type", "amount_cents"}),
+    frozenset({"shipping_country"}),
+    frozenset(),
+]
+PROJECTED = [compile_reader(ORDER, fields=f) for f in PROJECTIONS]
+
+
+def _ascii(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.isascii()
+    if isinstance(value, dict):
+        return all(_ascii(k) and _ascii(v) for k, v in value.items())
+    return True
+
+
+def _outcome(read: Any, body: bytes) -> tuple[Any, Any]:
+    """(value, end) of a read the caller accepts, or (None, None) for an error or an end past it."""
+    try:
+        value, end = read(body, 0)
+    except Exception:
+        return None, None
+    return (value, end) if end <= len(body) else (None, None)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event=order_events)
+def test_a_projection_returns_the_lean_readers_fields_or_declines_non_ascii(event: dict[str, Any]) -> None:
+    body = _encode(ORDER, event)
+    lean = _outcome(READERS["lean"], body)
+    for fields, read in zip(PROJECTIONS, PROJECTED, strict=True):
+        value, end = _outcome(read, body)
+        if lean[0] is None or not _ascii(event):
+            assert value is None  # the lean reader's scope, in ASCII only: the caller rereads
+        else:
+            assert end == lean[1] == len(body)
+            assert value == {k: v for k, v in lean[0].items() if k in fields}
+            assert list(value) == [k for k in lean[0] if k in fields]
+
+
+@settings(max_examples=400, deadline=None)
+@given(event=order_events, data=st.data())
+def test_a_projection_accepts_a_damaged_body_only_where_the_full_reader_does(
+    event: dict[str, Any], data: st.DataObject
+) -> None:
+    """Whatever the damage (bytes changed, cut), a projection that returns a value at the body's
+    end agrees with the full reader on that value and end: it never passes invalid UTF-8 or an
+    out-of-range index in a field it skips."""
+    body = bytearray(_encode(ORDER, event))
+    for _ in range(data.draw(st.integers(1, 3))):
+        body[data.draw(st.integers(0, len(body) - 1))] = data.draw(st.integers(0, 255))
+    damaged = bytes(body[: data.draw(st.integers(0, len(body)))])
+    full = _outcome(READERS["full"], damaged)
+    for fields, read in zip(PROJECTIONS, PROJECTED, strict=True):
+        value, end = _outcome(read, damaged)
+        if value is not None and end == len(damaged):
+            assert full[1] == end
+            assert value == {k: v for k, v in full[0].items() if k in fields}
+
+
+def test_a_skipped_string_with_invalid_utf8_is_declined() -> None:
+    event = {
+        "event_id": "e", "event_time": 1, "customer_id": "c", "order_id": "o", "event_type": "PAID",
+        "amount_cents": 5, "currency": "EUR", "channel": "WEB", "attributes": {}, "coupon_code": None,
+        "shipping_country": "xx",
+    }  # fmt: skip
+    body = _encode(ORDER, event)
+    bad = body[:-2] + b"\xc3\x28"  # the last string's two bytes: not UTF-8
+    assert _outcome(PROJECTED[0], body) == ({"event_id": "e", "event_time": 1}, len(body))
+    assert _outcome(PROJECTED[0], bad) == (None, None)
+    with pytest.raises(UnicodeDecodeError):
+        READERS["full"](bad, 0)
+
+
+WIDE_PROJECTIONS = [frozenset({"l", "e"}), frozenset({"raw", "f", "fx"}), frozenset({"s", "d", "i", "flag"})]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=wide_values)
+def test_projections_step_over_every_type(value: dict[str, Any]) -> None:
+    body = _encode(WIDE, value)
+    lean = _outcome(WIDE_READERS[True], body)
+    for fields in WIDE_PROJECTIONS:
+        got, end = _outcome(compile_reader(WIDE, fields=fields), body)
+        if got is None:
+            continue  # outside the lean scope, or a string not in ASCII: the caller rereads
+        assert lean[0] is not None and end == lean[1] == len(body)
+        assert got == {k: v for k, v in lean[0].items() if k in fields}
+
+
+def test_projections_of_nested_fields_or_unknown_fields_are_unsupported() -> None:
+    for fields in (frozenset({"inner"}), frozenset({"arr"}), frozenset({"missing"})):
+        with pytest.raises(Unsupported):
+            compile_reader(WIDE, fields=fields)
