@@ -473,8 +473,18 @@ class _Generator:
             return
         if kind == "boolean":
             out.append(f"{ind}p += 1")
-        elif kind in ("int", "long"):
-            self.emit_long(out, ind, "_")
+        elif kind in ("int", "long"):  # one or two bytes without a call; longer ones by _long
+            out += [
+                f"{ind}if b[p] < 0x80:",
+                f"{ind}    p += 1",
+                f"{ind}elif b[p + 1] < 0x80:",
+                f"{ind}    p += 2",
+                f"{ind}    hi += 1",
+                f"{ind}else:",
+                f"{ind}    q = p",
+                f"{ind}    _, p = _long(b, p)",
+                f"{ind}    hi += p - q - 1",
+            ]
         elif kind in ("float", "double"):
             size = 4 if kind == "float" else 8
             out += [f"{ind}hi += len(b[p:p + {size}].translate(None, _ASCII))", f"{ind}p += {size}"]
@@ -497,7 +507,9 @@ def reader_source(
     ``fields``."""
     parsed = fastavro.parse_schema(schema)
     gen = _Generator(lean or fields is not None)
-    record = isinstance(parsed, dict) and parsed.get("type") in ("record", "error") and "logicalType" not in parsed
+    record = (
+        isinstance(parsed, dict) and parsed.get("type") in ("record", "error") and "logicalType" not in parsed
+    )
     if fields is not None:
         if not isinstance(parsed, dict) or not record:
             raise Unsupported("a projection needs a record schema")
