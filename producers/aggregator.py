@@ -8,9 +8,10 @@ A lone record is sent as itself (its own key and explicit hash key), as the KPL 
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
-from itertools import accumulate, compress, count
+from itertools import accumulate, chain, compress, count
 from operator import add, itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 MAX_RECORD_BYTES = 1024 * 1024
 OVERHEAD = kpl.OVERHEAD
 
+_MAGIC = kpl.MAGIC
+_hashlib_md5 = hashlib.md5  # OpenSSL's: the fastest here for the large inputs aggregates are
+_FEW_PIECES = 512
 _key_entry = kpl.key_entry
 _varint = kpl.varint
 _record_header = kpl.record_header
@@ -30,6 +34,7 @@ _record_header = kpl.record_header
 # (tag + length, for keys of up to 256 four-byte characters) and record headers by data length
 # and key index.
 _PK_PREFIX = [b"\x0a" + kpl.varint(n) for n in range(1025)]
+_PK_PREFIX_TEXT = [p.decode() for p in _PK_PREFIX[:0x80]]  # the same, as text (ASCII)
 _HEADERS: dict[int, list[bytes]] = {}
 _HEADER_ENDS: dict[int, list[int]] = {}
 _HEADER_CACHE_INDEXES = 0x4000  # key indexes below this have cached headers (two-byte varints)
@@ -77,23 +82,53 @@ def _headers(data_len: int, stop: int) -> list[bytes]:
     return hs
 
 
-def _key_pieces(keys: Sequence[str]) -> tuple[list[bytes], int]:
-    """Partition key table entries of ``keys`` as pieces (tag and length, then the UTF-8 key:
-    ``kpl.key_entry`` of each key is two consecutive pieces), and their total length."""
-    kbs = list(map(_encode, keys))
-    lens = list(map(len, kbs))
-    n = len(kbs)
-    pieces = [b""] * (2 * n)
-    pieces[1::2] = kbs
+def _key_entries(keys: Sequence[str]) -> tuple[bytes, int]:
+    """The partition key table entries (tag, length, UTF-8 key) of ``keys``, joined; and the
+    length of each entry when they all have one length (UUIDs, padded ids), else 0."""
+    if not keys:
+        return b"", 0
+    lens = list(map(len, keys))
     first = lens[0]
-    if first < 0x80 and lens.count(first) == n:  # keys of one length (UUIDs, padded ids)
-        pieces[0::2] = [_PK_PREFIX[first]] * n
-        return pieces, (first + 2) * n
-    if max(lens) < 0x80:
-        pieces[0::2] = map(_PK_PREFIX.__getitem__, lens)
-        return pieces, sum(lens) + 2 * n
-    pieces[0::2] = [_PK_PREFIX[n] if n < len(_PK_PREFIX) else b"\x0a" + _varint(n) for n in lens]
-    return pieces, sum(lens) + sum(map(len, pieces[0::2]))
+    if first < 0x80 and lens.count(first) == len(lens):
+        # One prefix for all, before the first key and between the others; joined as text and
+        # encoded once, which is exact for ASCII keys: one byte per character.
+        sep = _PK_PREFIX_TEXT[first]
+        joined = sep.join(keys)
+        if joined.isascii():
+            return (sep + joined).encode(), first + 2
+    kbs = list(map(_encode, keys))
+    pieces = [b""] * (2 * len(kbs))
+    pieces[0::2] = map(_prefix, map(len, kbs))
+    pieces[1::2] = kbs
+    return b"".join(pieces), 0
+
+
+def _prefix(n: int) -> bytes:
+    """A key table entry's tag and length, for a key of ``n`` bytes."""
+    return _PK_PREFIX[n] if n < len(_PK_PREFIX) else b"\x0a" + _varint(n)
+
+
+def _entry_lengths(keys: Sequence[str]) -> list[int]:
+    """The length of each key's table entry."""
+    lens = list(map(len, map(_encode, keys)))
+    return list(map(add, lens, map(len, map(_prefix, lens))))
+
+
+def _assemble(pk_entries: list[bytes], ehk_entries: list[bytes], parts: list[bytes]) -> bytes:
+    """``kpl.assemble``, with one copy of the bytes instead of two when the pieces are few (the
+    chunks ``add_many`` joined): the MD5 is taken over the pieces, then they are joined with the
+    magic and the digest at once (an aggregate is up to 1 MiB)."""
+    if len(parts) + len(pk_entries) > _FEW_PIECES:
+        return kpl.assemble(pk_entries, ehk_entries, parts)  # one update call per piece costs more
+    md5 = _hashlib_md5()
+    update = md5.update
+    for piece in pk_entries:
+        update(piece)
+    for piece in ehk_entries:
+        update(piece)
+    for piece in parts:
+        update(piece)
+    return b"".join(chain((_MAGIC,), pk_entries, ehk_entries, parts, (md5.digest(),)))
 
 
 class OpenAggregate:
@@ -147,7 +182,7 @@ class OpenAggregate:
                 deadline,
                 self.oldest_arrival,
             )
-        data = kpl.assemble(self.pk_entries, self.ehk_entries, self.parts)
+        data = _assemble(self.pk_entries, self.ehk_entries, self.parts)
         return KinesisRecord(
             self.shard_id,
             self.first_key,
@@ -321,10 +356,13 @@ class Aggregator:
             keys: Sequence[str] = partition_keys
             data: Sequence[bytes] = datas
             hs: Sequence[Any] | None = handles
-            if not (type(positions) is range and len(positions) == n and positions.start == 0):
-                keys = list(map(partition_keys.__getitem__, positions))
-                data = list(map(datas.__getitem__, positions))
-                hs = None if handles is None else list(map(handles.__getitem__, positions))
+            if len(positions) == 1:
+                i = positions[0]
+                keys, data, hs = [partition_keys[i]], [datas[i]], None if handles is None else [handles[i]]
+            elif not (type(positions) is range and len(positions) == n and positions.start == 0):
+                # One getter for the group's items of each list: tuples made in single C calls.
+                take = itemgetter(*positions)
+                keys, data, hs = take(partition_keys), take(datas), None if handles is None else take(handles)
             self._fill(shard_id, shard_hash_keys[shard_id], keys, data, hs, positions, now, arrivals, sealed)
         if len(sealed) > 1:
             sealed.sort(key=_first)
@@ -389,10 +427,8 @@ class Aggregator:
                 pk_index.update(zip(new, count(base)))
                 pkis = list(map(pk_index.__getitem__, ck))
             stop = base + len(new)
-            if new:
-                pieces, pieces_len = _key_pieces(new)
-            else:
-                pieces, pieces_len = [], 0
+            entries, entry_len = _key_entries(new)
+            entries_len = len(entries)
             dl = list(map(len, cd))
             d0 = dl[0]
             if stop <= _HEADER_CACHE_INDEXES and dl.count(d0) == k:
@@ -410,7 +446,7 @@ class Aggregator:
                 headers_len = sum(map(len, hd))
                 data_len = sum(dl)
             first_key_bytes = 0 if held else len(ck[0].encode("utf-8"))
-            total = headers_len + data_len + pieces_len + first_key_bytes
+            total = headers_len + data_len + entries_len + first_key_bytes
             if total <= room and held + k <= self.max_count:
                 take = k
                 keep = len(new)
@@ -419,7 +455,7 @@ class Aggregator:
                 # they are first used, the aggregate's own partition key with its first record.
                 costs = list(map(add, map(len, hd), dl))
                 costs[0] += first_key_bytes
-                entry_lens = list(map(add, map(len, pieces[0::2]), map(len, pieces[1::2])))
+                entry_lens = [entry_len] * len(new) if entry_len else _entry_lengths(new)
                 if all_new:
                     firsts: Sequence[int] = range(k)
                     costs = list(map(add, costs, entry_lens))
@@ -437,7 +473,7 @@ class Aggregator:
                 total = cum[take]
                 for key in new[keep:]:
                     del pk_index[key]
-                del pieces[2 * keep :]
+                entries = entries[: keep * entry_len if entry_len else sum(entry_lens[:keep])]
             if not held:
                 agg.first_key = ck[0]
                 agg.first_ehk = None
@@ -446,7 +482,7 @@ class Aggregator:
             # ones per record. (A lone record keeps its header and data apart: ``seal`` sends
             # its data as it is.)
             if keep:
-                agg.pk_entries.append(b"".join(pieces))
+                agg.pk_entries.append(entries)
             if take:
                 pair = [b""] * (2 * take)
                 pair[0::2] = hd[:take] if take < k else hd

@@ -38,6 +38,10 @@ _bisect = bisect.bisect_right
 _CACHE_MAX = 65536
 _POSITIONS = list(range(4096))
 _CHUNK = 4096  # keys per step of ``route_indexes``: the unit in which it decides to use the cache
+_SPLIT = 0xFF  # in a top-byte table: hashes with this first byte lie on both sides of a shard start
+# Top-byte tables with more split bytes than this are not used: past it, the records that need a
+# bisect after all cost more than bisecting every record.
+_MAX_SPLIT_BYTES = 16
 
 
 def hash_key(partition_key: str) -> int:
@@ -94,6 +98,27 @@ def list_open_shards(kinesis: Any, stream_name: str) -> list[ShardRange]:
         raise
 
 
+def _top_byte_table(start_digests: list[bytes]) -> bytes | None:
+    """A ``bytes.translate`` table from a hash's first byte to its shard's index, or None.
+
+    ``start_digests`` are the starts (16 big-endian bytes) of every shard but the first. The
+    hashes with first byte ``b`` are ``b·2^120`` to ``(b+1)·2^120 - 1``: when no start lies above
+    the lowest of them and at or below the highest, they all bisect to one index, the table's
+    entry; otherwise the entry is ``_SPLIT`` and such a hash is bisected. None when the indexes
+    do not fit a byte or too many first bytes are split.
+    """
+    if len(start_digests) >= _SPLIT:
+        return None
+    table = bytearray()
+    for b in range(256):
+        lo = _bisect(start_digests, bytes((b,)) + bytes(15))
+        hi = _bisect(start_digests, bytes((b,)) + b"\xff" * 15)
+        table.append(lo if lo == hi else _SPLIT)
+    if table.count(_SPLIT) > _MAX_SPLIT_BYTES:
+        return None
+    return bytes(table)
+
+
 class ShardMap:
     """Predicts shards from the stream's open shards; immutable, replaced whole on refresh."""
 
@@ -109,6 +134,7 @@ class ShardMap:
         # and a hash below the first start (a gap, mid-resharding) gives 0 as ``shard_for_hash``.
         self._start_digests = [s.start.to_bytes(16, "big") for s in self.shards[1:]]
         self._index_of = partial(_bisect, self._start_digests)
+        self._top_table = _top_byte_table(self._start_digests)
         self.by_id = {s.shard_id: s for s in self.shards}
         # An aggregate carries its shard's starting hash key as explicit hash key: any value in
         # the range pins it to the shard, and this one is a string made once per shard.
@@ -154,6 +180,27 @@ class ShardMap:
             self._cache[partition_key] = i
         return self.shards[i]
 
+    def _digest_indexes(self, digests: list[bytes]) -> Sequence[int]:
+        """The index in ``shards`` of the shard of each MD5 digest, in order.
+
+        With a top-byte table, the first bytes of all digests (one join and one slice) are
+        translated to shard indexes in one C call; only digests whose first byte is split by a
+        shard start are bisected, exactly as every digest is without the table.
+        """
+        table = self._top_table
+        if table is None:
+            return list(map(self._index_of, digests))
+        tops = b"".join(digests)[::16].translate(table)
+        i = tops.find(_SPLIT)
+        if i < 0:
+            return tops  # bytes: its items are the indexes
+        out = list(tops)
+        index_of = self._index_of
+        while i >= 0:
+            out[i] = index_of(digests[i])
+            i = tops.find(_SPLIT, i + 1)
+        return out
+
     def route_indexes(self, partition_keys: Sequence[str]) -> list[int]:
         """``route`` for many keys: the index in ``shards`` of each key's shard, in order.
 
@@ -164,13 +211,13 @@ class ShardMap:
         if self._single is not None:
             return [0] * n
         out: list[int] = []
-        index_of = self._index_of
         cache = self._cache
+        digest_indexes = self._digest_indexes
         for lo in range(0, n, _CHUNK):
             chunk = partition_keys[lo : lo + _CHUNK]
             if not self._cache_useful:
                 # Keys did not repeat lately: hash them all, and look at the cache again later.
-                out += map(index_of, map(_digest, map(_md5, map(_encode, chunk))))
+                out += digest_indexes(list(map(_digest, map(_md5, map(_encode, chunk)))))
                 self._cache_skipped += 1
                 if self._cache_skipped >= 16:
                     self._cache_useful = True
@@ -182,9 +229,8 @@ class ShardMap:
             missed = list(dict.fromkeys(compress(chunk, map(is_, hits, repeat(None)))))
             if len(cache) + len(missed) > _CACHE_MAX:
                 cache.clear()
-            cache.update(
-                zip(missed, map(index_of, map(_digest, map(_md5, map(_encode, missed)))), strict=True)
-            )
+            digests = list(map(_digest, map(_md5, map(_encode, missed))))
+            cache.update(zip(missed, digest_indexes(digests), strict=True))
             out += map(cache.__getitem__, chunk)
             # Worth it while most keys of a chunk were seen before (or repeat within it).
             self._cache_useful = len(missed) * 2 <= len(chunk)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import base64
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pipeline.codecs import kpl
-from producers.aggregator import Aggregator
+from producers.aggregator import Aggregator, _assemble, _key_entries
 from producers.shard_map import ShardMap
 from tests.producers.fakes import even_shards
 
@@ -291,3 +294,57 @@ def test_add_many_ignores_empty_groups_and_sends_a_lone_record_as_itself():
     (kr,) = agg.seal_all()
     assert (kr.partition_key, kr.explicit_hash_key, kr.data) == ("solo", None, b"payload")
     assert kr.shard_id == smap.route("solo").shard_id
+
+
+# -- the fast paths of add_many: key table entries joined as text, one-copy assembly --------------
+# Keys of one length in characters, ASCII or not: the text join is exact only when every
+# character is one byte, and must step aside otherwise.
+def _same_length_keys(max_length: int, max_keys: int) -> st.SearchStrategy[list[str]]:
+    return st.integers(1, max_length).flatmap(
+        lambda n: st.lists(
+            st.one_of(
+                st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=n, max_size=n),
+                st.text(min_size=n, max_size=n),
+            ),
+            min_size=1,
+            max_size=max_keys,
+        )
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(_same_length_keys(140, 30), st.lists(st.text(min_size=1, max_size=300), max_size=30)))
+def test_key_entries_are_the_codec_key_entries_joined(keys):
+    entries, entry_len = _key_entries(keys)
+    expect = [kpl.key_entry(k.encode("utf-8")) for k in keys]
+    assert entries == b"".join(expect)
+    if entry_len:
+        assert all(len(e) == entry_len for e in expect)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.binary(max_size=50), max_size=5),
+    st.lists(st.binary(max_size=50), max_size=5),
+    st.lists(st.binary(max_size=200), max_size=700),
+)
+def test_assemble_is_the_codec_assemble(pk_entries, ehk_entries, parts):
+    """Few pieces (hashed one by one, joined once) or many (the codec's way): the same bytes."""
+    assert _assemble(pk_entries, ehk_entries, parts) == kpl.assemble(pk_entries, ehk_entries, parts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    _same_length_keys(40, 12),
+    st.integers(1, 4),
+    st.integers(0, 300),
+    st.sampled_from([MIB, 4096, 700]),
+    st.integers(0, 2**32),
+)
+def test_add_many_equals_add_for_keys_of_one_length(pool, shard_count, n, max_bytes, seed):
+    """UUID-like keys take the joined-text path for their table entries: byte for byte what
+    ``add`` makes, with keys repeated, new, cut across aggregates, ASCII or not."""
+    rng = random.Random(seed)
+    keys = [rng.choice(pool) for _ in range(n)]
+    datas = [rng.randbytes(rng.choice([0, 100, 300])) for _ in range(n)]
+    _same_as_one_by_one(even_shards(shard_count), keys, datas, max_bytes)

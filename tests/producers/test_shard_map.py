@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from producers.errors import StreamNotFound
 from producers.shard_map import ShardMap, ShardRange, hash_key, list_open_shards, shards_from_pages
@@ -180,3 +182,54 @@ def test_route_many_on_one_shard_and_on_no_keys():
     assert [(s, list(p)) for s, p in smap.route_many(["a", "b", "c"])] == [(smap.shards[0], [0, 1, 2])]
     assert smap.route_indexes(["a", "b"]) == [0, 0]
     assert ShardMap(even_shards(3)).route_many([]) == []
+
+
+# -- the top-byte table: shard indexes from the digests' first bytes, bisect where a start splits one
+def _shards_from_starts(starts: list[int]) -> list[ShardRange]:
+    """Shards starting at 0 and at each of ``starts`` (distinct, inside the hash key space)."""
+    cuts = sorted({0, *starts})
+    ends = [c - 1 for c in cuts[1:]] + [MAX]
+    return [ShardRange(f"shardId-{i:012d}", c, e) for i, (c, e) in enumerate(zip(cuts, ends, strict=True))]
+
+
+_starts = st.lists(
+    st.one_of(
+        st.integers(1, MAX),
+        st.integers(1, 255).map(lambda b: b << 120),  # exactly on a first byte's lowest hash
+        st.integers(0, 255).map(lambda b: (b << 120) + 1),  # just inside a first byte's range
+        st.integers(1, 255).map(lambda b: (b << 120) - 1),  # the last hash of the byte below
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_starts, st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=60))
+def test_route_indexes_with_any_shard_starts_agree_with_the_md5_definition(starts, keys):
+    shards = _shards_from_starts(starts)
+    smap = ShardMap(shards)
+    smap._cache_useful = False  # every key hashed: the path that uses the top-byte table
+    assert smap.route_indexes(keys) == [_reference_index(shards, k) for k in keys]
+
+
+@settings(max_examples=150, deadline=None)
+@given(_starts, st.lists(st.binary(min_size=16, max_size=16), min_size=1, max_size=80))
+def test_digest_indexes_agree_with_bisect_for_any_digest(starts, digests):
+    """Digests whose first byte a shard start splits are bisected; the others come from the table,
+    and both give the index of the last shard starting at or below the digest's value."""
+    smap = ShardMap(_shards_from_starts(starts))
+    ordered = [s.start for s in smap.shards]
+    expect = [max(0, sum(1 for s in ordered if s <= int.from_bytes(d, "big")) - 1) for d in digests]
+    assert list(smap._digest_indexes(digests)) == expect
+
+
+def test_top_byte_table_is_used_for_few_shards_and_not_for_many():
+    assert ShardMap(even_shards(4))._top_table == bytes(b >> 6 for b in range(256))  # no byte split
+    assert ShardMap(even_shards(3))._top_table is not None  # two bytes split, bisected
+    assert ShardMap(even_shards(200))._top_table is None  # most bytes split: bisect them all
+    assert ShardMap(even_shards(300))._top_table is None  # indexes past a byte
+    keys = [f"k{i}" for i in range(3000)]
+    for n in (3, 200, 300):
+        smap = ShardMap(even_shards(n))
+        smap._cache_useful = False
+        assert smap.route_indexes(keys) == [_reference_index(smap.shards, k) for k in keys]
