@@ -45,26 +45,37 @@ def _blocks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 class _Tally:
-    """Counts settled futures and keeps the last position per shard, without keeping futures."""
+    """Counts settled futures and keeps the last position per shard, without keeping futures.
+
+    It runs once per record in the settling thread, so positions are compared as (length, digits,
+    sub-sequence): the same order as the numbers, without parsing a 56-digit integer each time."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.last: dict[str, tuple[int, int]] = {}
+        self._last: dict[str, tuple[int, str, int]] = {}
         self.failed = 0
         self.first_error: str | None = None
 
+    @property
+    def last(self) -> dict[str, tuple[int, int]]:
+        """Shard id -> (sequence number, sub-sequence) of the last record stored in it."""
+        return {shard: (int(seq), sub) for shard, (_, seq, sub) in self._last.items()}
+
     def __call__(self, fut: RecordFuture) -> None:
         exc = fut.exception()
-        with self.lock:
-            if exc is not None:
+        if exc is not None:
+            with self.lock:
                 self.failed += 1
                 if self.first_error is None:
                     self.first_error = str(exc)
-                return
-            r = fut.result()
-            pos = (int(r.sequence_number), r.sub_sequence)
-            if pos > self.last.get(r.shard_id, (-1, -1)):
-                self.last[r.shard_id] = pos
+            return
+        r = fut.result()
+        seq = r.sequence_number
+        pos = (len(seq), seq, r.sub_sequence)
+        with self.lock:
+            last = self._last.get(r.shard_id)
+            if last is None or pos > last:
+                self._last[r.shard_id] = pos
 
 
 def produce(
@@ -115,7 +126,7 @@ def produce(
     stats["elapsed"] = time.monotonic() - started
     stats["failed"] = tally.failed
     stats["first_error"] = tally.first_error
-    stats["last_positions"] = dict(tally.last)
+    stats["last_positions"] = tally.last
     return stats
 
 

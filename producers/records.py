@@ -89,6 +89,22 @@ def new_user_record(
     return rec
 
 
+_result_setters = tuple(
+    PutResult.__dict__[name].__set__ for name in ("shard_id", "sequence_number", "sub_sequence", "attempts")
+)
+
+
+def new_put_result(shard_id: str, sequence_number: str, sub_sequence: int, attempts: int) -> PutResult:
+    """``PutResult(...)`` for the settle path (once per user record): sets the slots directly."""
+    res = _new(PutResult)
+    s0, s1, s2, s3 = _result_setters
+    s0(res, shard_id)
+    s1(res, sequence_number)
+    s2(res, sub_sequence)
+    s3(res, attempts)
+    return res
+
+
 # One lock guards the rare hand-over between a waiter and a settler; settling takes it once per
 # Kinesis record, not per user record, and waiters only when the result is not there yet.
 _WAIT_LOCK = threading.Lock()

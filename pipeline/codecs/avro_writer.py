@@ -32,28 +32,27 @@ class Fallback(Exception):
 def _varint(n: int) -> bytes:
     """Zig-zag varint of a 64-bit signed integer (Avro int and long).
 
-    Millisecond timestamps (six bytes) are written from two small integers: arithmetic on Python
-    integers of 2**30 and more allocates, on smaller ones it does not."""
+    Non-negative values below 2**27 (four bytes) and millisecond timestamps (six bytes) are written
+    out from small integers: arithmetic on Python integers of 2**30 and more allocates, on smaller
+    ones it does not."""
+    if 0 <= n < 0x8000000:
+        z = n << 1
+        if z < 0x80:
+            return _ONE[z]
+        if z < 0x4000:
+            return bytes((z & 0x7F | 0x80, z >> 7))
+        if z < 0x200000:
+            return bytes((z & 0x7F | 0x80, z >> 7 & 0x7F | 0x80, z >> 14))
+        return bytes((z & 0x7F | 0x80, z >> 7 & 0x7F | 0x80, z >> 14 & 0x7F | 0x80, z >> 21))
     if 0x400000000 <= n < 0x20000000000:  # 2**34 <= n < 2**41: six bytes
         lo = (n & 0x7FFFFFF) << 1  # the zig-zag value's low 28 bits
         hi = n >> 27  # and the rest
         return bytes(
-            (
-                lo & 0x7F | 0x80,
-                lo >> 7 & 0x7F | 0x80,
-                lo >> 14 & 0x7F | 0x80,
-                lo >> 21 | 0x80,
-                hi & 0x7F | 0x80,
-                hi >> 7,
-            )
+            (lo & 0x7F | 0x80, lo >> 7 & 0x7F | 0x80, lo >> 14 & 0x7F | 0x80, lo >> 21 | 0x80, hi & 0x7F | 0x80, hi >> 7)
         )
     if not -(2**63) <= n < 2**63:
         raise Fallback
     n = (n << 1) ^ (n >> 63)
-    if n < 0x80:
-        return _ONE[n]
-    if n < 0x4000:
-        return bytes((n & 0x7F | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)

@@ -295,3 +295,11 @@ def test_done_callbacks_run_and_may_put_again():
         p.flush()
         p.flush()
     assert seen and seen[0].result().sub_sequence == 0
+
+
+def test_a_put_result_made_on_the_settle_path_equals_the_dataclass() -> None:
+    from producers.records import PutResult, new_put_result
+
+    made = new_put_result("shardId-000000000001", "4959", 3, 2)
+    assert made == PutResult("shardId-000000000001", "4959", 3, 2)
+    assert hash(made) == hash(PutResult("shardId-000000000001", "4959", 3, 2))

@@ -136,7 +136,8 @@ def test_schemas_outside_the_subset_get_no_generated_writer() -> None:
 
 @pytest.mark.parametrize(
     "n",
-    [0, -1, 63, -64, 64, -65, 8191, 8192, 2**34 - 1, 2**34, 1_795_000_000_000, 2**41 - 1, 2**41, -(2**34)]
+    [0, -1, 63, -64, 64, -65, 8191, 8192, 2**20 - 1, 2**20, 2**27 - 1, 2**27, 2**30, 2**34 - 1, 2**34]
+    + [1_795_000_000_000, 2**41 - 1, 2**41, -(2**34), -(2**27), -(2**27) - 1]
     + [-(2**41), 2**62, 2**63 - 1, -(2**63)],
 )
 def test_longs_at_every_varint_width_edge_are_written_as_fastavro_writes_them(n: int) -> None:
