@@ -39,7 +39,10 @@ PAYLOAD_CAP = 6 * 1024 * 1024
 IDLE_POLL_SECONDS = 1.0
 # Kinesis allows 5 GetRecords per second per shard, shared by every reader of the shard.
 SHARD_READS_PER_SECOND = 5.0
-# Records read ahead of delivery per shard; beyond this the reader waits for the lanes.
+# Records read ahead of delivery per shard and mapping; beyond this the reader waits for the lanes.
+# It also waits once the records read and not yet done hold a full 6 MB batch per lane and one
+# more: that keeps every lane busy and the runner's memory flat however far the consumers fall
+# behind (one read adds at most 10 MB past the bound).
 READ_AHEAD = 10_000
 # The tumbling-window state Lambda keeps per shard; larger ends the window early.
 WINDOW_STATE_CAP = 1024 * 1024
@@ -186,6 +189,9 @@ class EsmRunner:
         self._lock = threading.Lock()
         self._schedule_lock = threading.Lock()
         self.drain_since = 0.0
+        # Bytes read ahead per shard and mapping before the reader waits; None: a 6 MB batch per
+        # lane and one more (see READ_AHEAD).
+        self.read_ahead_bytes: int | None = None
 
     @property
     def sqs(self) -> Any:
@@ -545,7 +551,8 @@ class ShardConsumer:
         self.lanes: list[deque[dict[str, Any]]] = [deque() for _ in range(n)]
         self.busy = [False] * n
         self.outstanding: deque[str] = deque()
-        self.read_set: set[str] = set()
+        self.read_set: dict[str, int] = {}  # sequence number -> data bytes, of the current read
+        self.outstanding_bytes = 0
         self.completed: set[str] = set()
         self.ended = False  # the shard is closed and read to its end
         self.window_open = False  # a tumbling window still awaits its final invocation
@@ -613,6 +620,7 @@ class ShardConsumer:
                         lane.clear()
                     self.outstanding.clear()
                     self.read_set.clear()
+                    self.outstanding_bytes = 0
                     self.completed.clear()
                 self.stop_event.wait(1.0)
         self.wake()
@@ -639,7 +647,8 @@ class ShardConsumer:
                 self.stop_event.wait(0.5)
                 continue
             with self.cond:
-                if len(self.outstanding) >= READ_AHEAD:
+                full = self.runner.read_ahead_bytes or (len(self.lanes) + 1) * PAYLOAD_CAP
+                if len(self.outstanding) >= READ_AHEAD or self.outstanding_bytes >= full:
                     self.cond.wait(0.1)
                     continue
             if iterator is None:
@@ -683,8 +692,10 @@ class ShardConsumer:
                 with self.cond:
                     self.empty_read_at = None
                     for r in records:
+                        size = len(r["Data"])
                         self.outstanding.append(r["SequenceNumber"])
-                        self.read_set.add(r["SequenceNumber"])
+                        self.read_set[r["SequenceNumber"]] = size
+                        self.outstanding_bytes += size
                         self.lanes[self._lane_of(r)].append(r)
                     self.cond.notify_all()
                 continue
@@ -717,7 +728,7 @@ class ShardConsumer:
             while self.outstanding and self.outstanding[0] in self.completed:
                 saved = self.outstanding.popleft()
                 self.completed.discard(saved)
-                self.read_set.discard(saved)
+                self.outstanding_bytes -= self.read_set.pop(saved, 0)
             self.cond.notify_all()
         if saved is not None:
             self.runner.positions.save(self.mp.uuid, self.shard_id, saved)
