@@ -641,6 +641,7 @@ class ShardConsumer:
         iterator: str | None = self._iterator()
         last_read = 0.0
         backoff = 0.0
+        avg_size = 0.0  # bytes per record read so far (a moving average)
         while not self.stop_event.is_set():
             if not mp.enabled:
                 # A disabled mapping stops polling; in-flight batches finish.
@@ -648,9 +649,13 @@ class ShardConsumer:
                 continue
             with self.cond:
                 full = self.runner.read_ahead_bytes or (len(self.lanes) + 1) * PAYLOAD_CAP
-                if len(self.outstanding) >= READ_AHEAD or self.outstanding_bytes >= full:
+                room = full - self.outstanding_bytes
+                if len(self.outstanding) >= READ_AHEAD or room <= 0:
                     self.cond.wait(0.1)
                     continue
+            # As many records as fit the room at the size records have had so far, so that one
+            # read does not overshoot the bound by up to a whole GetRecords answer (10 MB).
+            limit = max(1, min(10_000, int(room / avg_size))) if avg_size else 10_000
             if iterator is None:
                 # A closed shard read to its end: deliver what is left, close any open window,
                 # then let the children start.
@@ -673,7 +678,7 @@ class ShardConsumer:
                 return
             last_read = time.monotonic()
             try:
-                resp = self.runner.kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+                resp = self.runner.kinesis.get_records(ShardIterator=iterator, Limit=limit)
             except ClientError as exc:
                 code = exc.response["Error"]["Code"]
                 if code == "ExpiredIteratorException":
@@ -688,6 +693,8 @@ class ShardConsumer:
             records = resp["Records"]
             iterator = resp.get("NextShardIterator")
             if records:
+                mean = sum(len(r["Data"]) for r in records) / len(records)
+                avg_size = mean if not avg_size else 0.5 * avg_size + 0.5 * mean
                 st.caught_up[self.shard_id] = False
                 with self.cond:
                     self.empty_read_at = None
