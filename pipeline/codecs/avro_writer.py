@@ -48,7 +48,14 @@ def _varint(n: int) -> bytes:
         lo = (n & 0x7FFFFFF) << 1  # the zig-zag value's low 28 bits
         hi = n >> 27  # and the rest
         return bytes(
-            (lo & 0x7F | 0x80, lo >> 7 & 0x7F | 0x80, lo >> 14 & 0x7F | 0x80, lo >> 21 | 0x80, hi & 0x7F | 0x80, hi >> 7)
+            (
+                lo & 0x7F | 0x80,
+                lo >> 7 & 0x7F | 0x80,
+                lo >> 14 & 0x7F | 0x80,
+                lo >> 21 | 0x80,
+                hi & 0x7F | 0x80,
+                hi >> 7,
+            )
         )
     if not -(2**63) <= n < 2**63:
         raise Fallback
