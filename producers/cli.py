@@ -6,7 +6,6 @@ import argparse
 import itertools
 import json
 import sys
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.settings import Settings
-from producers.records import RecordFuture
 
 MAX_REPORTED_ERRORS = 20
 
@@ -44,40 +42,6 @@ def _blocks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield block
 
 
-class _Tally:
-    """Counts settled futures and keeps the last position per shard, without keeping futures.
-
-    It runs once per record in the settling thread, so positions are compared as (length, digits,
-    sub-sequence): the same order as the numbers, without parsing a 56-digit integer each time."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self._last: dict[str, tuple[int, str, int]] = {}
-        self.failed = 0
-        self.first_error: str | None = None
-
-    @property
-    def last(self) -> dict[str, tuple[int, int]]:
-        """Shard id -> (sequence number, sub-sequence) of the last record stored in it."""
-        return {shard: (int(seq), sub) for shard, (_, seq, sub) in self._last.items()}
-
-    def __call__(self, fut: RecordFuture) -> None:
-        exc = fut.exception()
-        if exc is not None:
-            with self.lock:
-                self.failed += 1
-                if self.first_error is None:
-                    self.first_error = str(exc)
-            return
-        r = fut.result()
-        seq = r.sequence_number
-        pos = (len(seq), seq, r.sub_sequence)
-        with self.lock:
-            last = self._last.get(r.shard_id)
-            if last is None or pos > last:
-                self._last[r.shard_id] = pos
-
-
 def produce(
     settings: Settings,
     count: int,
@@ -99,7 +63,6 @@ def produce(
     source: Iterable[Mapping[str, Any]] = (
         generate(count, customers=customers, seed=seed) if events is None else events
     )
-    tally = _Tally()
     started = time.monotonic()
     done = 0
     # Blocks of events through put_events (one routing and aggregation pass each); with a rate,
@@ -108,8 +71,9 @@ def produce(
     shown = 0
     with KinesisProducer(settings.stream_name, settings, validate_events=validate) as producer:
         for block in _blocks(itertools.islice(source, max(count, 0)), size):
-            for future in producer.put_events(block):
-                future.add_done_callback(tally)
+            # The futures are not kept: the producer counts failures and keeps the last stored
+            # position per shard itself (per Kinesis record rather than per user record).
+            producer.put_events(block)
             done += len(block)
             if rate > 0:
                 ahead = done / rate - (time.monotonic() - started)
@@ -120,13 +84,12 @@ def produce(
                 progress("producing", done, count, started)
         producer.flush()
         stats = dict(producer.stats)
+        stats["first_error"] = producer.first_error
+        stats["last_positions"] = producer.last_positions()
     _emit_metrics(settings, stats)
     if not quiet:
         progress("producing", done, max(count, done), started)
     stats["elapsed"] = time.monotonic() - started
-    stats["failed"] = tally.failed
-    stats["first_error"] = tally.first_error
-    stats["last_positions"] = tally.last
     return stats
 
 

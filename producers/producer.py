@@ -139,6 +139,10 @@ class KinesisProducer:
             "buffered_ms": 0.0,  # put → the PutRecords call that stored it, summed over records
             "buffered_ms_max": 0.0,
         }
+        # Shard id -> (digits, sequence number, sub-sequence) of the last stored user record, the
+        # sequence number's length first so that tuples order as the numbers do.
+        self._last: dict[str, tuple[int, str, int]] = {}
+        self.first_error: str | None = None  # the first failed user record's error, if any
         # A plain Lock (entered without Python-level __enter__) under the Condition: put is hot.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -169,6 +173,12 @@ class KinesisProducer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def last_positions(self) -> dict[str, tuple[int, int]]:
+        """Shard id -> (sequence number, sub-sequence) of the last user record stored in it so far:
+        where a reader has seen everything this producer stored once it has read that far."""
+        with self._cond:
+            return {shard: (int(seq), sub) for shard, (_, seq, sub) in self._last.items()}
 
     @property
     def registry(self) -> SchemaRegistry:
@@ -323,7 +333,19 @@ class KinesisProducer:
         """``put_event`` for many events: each checked and encoded, then ``put_many``. If one does
         not match the schema, ``InvalidInput`` names its index and nothing is queued."""
         records = []
+        encode = self.registry.encode
+        fast = not self.validate_events
         for i, event in enumerate(events):
+            # The common event (a dict with a customer id, encoded without complaint) takes no
+            # further checks; anything else goes through ``_encode_event``, which names the problem.
+            if fast and type(event) is dict:
+                key = event.get("customer_id")
+                if type(key) is str and key:
+                    try:
+                        records.append((encode(event), key))
+                        continue
+                    except Exception:  # noqa: BLE001 - _encode_event below says what is wrong
+                        pass
             try:
                 records.append((self._encode_event(event), event["customer_id"]))
             except InvalidInput as exc:
@@ -555,8 +577,15 @@ class KinesisProducer:
         buffered_total = 0.0
         buffered_max = 0.0
 
+        last: dict[str, tuple[int, str, int]] = {}
+
         def stored(kr: KinesisRecord, shard: str, seq: str, only: set[int] | None = None) -> None:
             nonlocal buffered_total, buffered_max
+            top = len(kr.records) - 1 if only is None else max(only, default=-1)
+            if top >= 0:
+                pos = (len(seq), seq, top)
+                if pos > last.get(shard, (0, "", -1)):
+                    last[shard] = pos
             for sub, rec in enumerate(kr.records):
                 if only is not None and sub not in only:
                     continue
@@ -622,6 +651,9 @@ class KinesisProducer:
                 self.limiter.throttled(kr.shard_id, kr.size, now)
             for due, retry in retry_groups:
                 heapq.heappush(self._retry_heap, (due, next(self._retry_seq), retry))
+            for shard, pos in last.items():
+                if pos > self._last.get(shard, (0, "", -1)):
+                    self._last[shard] = pos
             self._active -= 1
             self._cond.notify_all()
         self._finish(settles)
@@ -632,9 +664,12 @@ class KinesisProducer:
             return
         settle([rec.future for rec, _ in settles], [outcome for _, outcome in settles])
         freed = sum(rec.size for rec, _ in settles)
-        failed = sum(1 for _, outcome in settles if isinstance(outcome, BaseException))
-        expired = sum(1 for _, outcome in settles if isinstance(outcome, RecordExpired))
+        errors = [outcome for _, outcome in settles if isinstance(outcome, BaseException)]
+        failed = len(errors)
+        expired = sum(1 for e in errors if isinstance(e, RecordExpired))
         with self._cond:
+            if errors and self.first_error is None:
+                self.first_error = str(errors[0])
             self._inflight_bytes -= freed
             self._outstanding -= len(settles)
             self.stats["stored"] += len(settles) - failed

@@ -41,6 +41,8 @@ class FakeKinesis:
     # (entry, attempt number of this call) -> None to store, or an ErrorCode to answer with
     answer: Callable[[dict[str, Any], int], str | None] = lambda entry, call: None
     raise_on_call: Callable[[int], BaseException | None] = lambda call: None
+    # The sequence number of the n-th stored record (Kinesis's grow in value and may grow in length).
+    sequence: Callable[[int], str] = lambda n: str(10**20 + n)
     stored: list[Stored] = field(default_factory=list)
     calls: list[list[dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -65,7 +67,7 @@ class FakeKinesis:
                     continue
                 ehk = entry.get("ExplicitHashKey")
                 shard = self.shard_of(int(ehk) if ehk is not None else hash_key(entry["PartitionKey"]))
-                seq = str(10**20 + len(self.stored))
+                seq = self.sequence(len(self.stored))
                 self.stored.append(Stored(shard.shard_id, seq, entry["PartitionKey"], ehk, entry["Data"]))
                 results.append({"ShardId": shard.shard_id, "SequenceNumber": seq})
             return {"FailedRecordCount": failed, "Records": results}

@@ -112,6 +112,7 @@ def test_refused_records_fail_alone_with_the_reason():
         bad.result()
     assert good.result().shard_id == "shardId-000000000000"
     assert p.stats["failed"] == 1 and p.stats["stored"] == 1
+    assert p.first_error is not None and "KMSAccessDeniedException" in p.first_error
 
 
 def test_records_past_their_ttl_fail_with_a_clear_error():
@@ -303,3 +304,22 @@ def test_a_put_result_made_on_the_settle_path_equals_the_dataclass() -> None:
     made = new_put_result("shardId-000000000001", "4959", 3, 2)
     assert made == PutResult("shardId-000000000001", "4959", 3, 2)
     assert hash(made) == hash(PutResult("shardId-000000000001", "4959", 3, 2))
+
+
+def test_last_positions_name_each_shards_last_stored_record_as_numbers_order_them():
+    """The fake's sequence numbers grow from 2 to 4 digits: "100" follows "99" though it sorts first
+    as text."""
+    fake = FakeKinesis(even_shards(4), sequence=lambda n: str(95 + 3 * n))
+    records = [(b"x" * (i % 300), f"k-{i}") for i in range(20_000)]
+    with producer(fake, record_max_buffered_time=0.01) as p:
+        futures = p.put_many(records)
+        assert p.flush()
+    expected: dict[str, tuple[int, int]] = {}
+    for f in futures:
+        r = f.result()
+        pos = (int(r.sequence_number), r.sub_sequence)
+        expected[r.shard_id] = max(expected.get(r.shard_id, pos), pos)
+    assert len(expected) == 4
+    assert p.last_positions() == expected
+    assert max(len(s.sequence_number) for s in fake.stored) > min(len(s.sequence_number) for s in fake.stored)
+    assert p.first_error is None
