@@ -44,6 +44,7 @@ SHARD_READS_PER_SECOND = 5.0
 # more: that keeps every lane busy and the runner's memory flat however far the consumers fall
 # behind (one read adds at most 10 MB past the bound).
 READ_AHEAD = 10_000
+READ_BYTES = 2 * 1024 * 1024
 # The tumbling-window state Lambda keeps per shard; larger ends the window early.
 WINDOW_STATE_CAP = 1024 * 1024
 # A function tag naming how many environments to initialise before the first event (moto's Lambda
@@ -653,9 +654,11 @@ class ShardConsumer:
                 if len(self.outstanding) >= READ_AHEAD or room <= 0:
                     self.cond.wait(0.1)
                     continue
-            # As many records as fit the room at the size records have had so far, so that one
-            # read does not overshoot the bound by up to a whole GetRecords answer (10 MB).
-            limit = max(1, min(10_000, int(room / avg_size))) if avg_size else 10_000
+            # As many records as fit the room, and at most READ_BYTES, at the size records have had
+            # so far: one answer of up to 10 MB would overshoot the bound and, parsed and decoded by
+            # botocore, cost several times its size in memory at once. A shard gives out 2 MiB/s,
+            # so smaller reads cost no throughput.
+            limit = max(1, min(10_000, int(min(room, READ_BYTES) / avg_size))) if avg_size else 10_000
             if iterator is None:
                 # A closed shard read to its end: deliver what is left, close any open window,
                 # then let the children start.
