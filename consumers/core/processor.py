@@ -20,6 +20,7 @@ retries or bisects the batch.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
@@ -90,7 +91,22 @@ class BatchProcessor:
         self.event_ids: EventIdFilter = event_ids if event_ids is not None else BatchDedupe()
 
     def process(self, event: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
-        """Handle one event; return the partial batch response."""
+        """Handle one event; return the partial batch response.
+
+        The cyclic garbage collector is paused for the batch and resumed afterwards (unless it was
+        off already): a batch keeps every record it decoded until it ends and makes no reference
+        cycles worth collecting meanwhile, so collections during it only rescan what is alive. On
+        the state writer's 20,000-event batches they were a tenth of its CPU."""
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            return self._process(event)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _process(self, event: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
         started = time.perf_counter()
         raw_records = event.get("Records") or []
         if not raw_records:
