@@ -15,6 +15,7 @@ from typing import Any
 
 import botocore.session
 from botocore.config import Config
+from botocore.parsers import ResponseParserFactory
 from botocore.serialize import JSONSerializer
 
 from pipeline import aws_models, context_params
@@ -31,15 +32,28 @@ _CONFIG = Config(
 
 
 _SESSION: botocore.session.Session | None = None
+_RAW_SESSION: botocore.session.Session | None = None  # the same, with blobs left as base64 text
+
+
+def _base64_text(value: str) -> str:
+    return value
+
+
 _LOCK = threading.Lock()
 
 
-def client(service: str, settings: Settings | None = None, validate: bool = True) -> Any:
+def client(
+    service: str, settings: Settings | None = None, validate: bool = True, raw_blobs: bool = False
+) -> Any:
     """A boto3 client for ``service`` that honours the settings' endpoint and region.
 
     ``validate=False`` skips botocore's client-side parameter validation (the service still
     validates): for hot paths whose request shapes are fixed and exercised by tests through
     validating clients — the state writer's transactions spent a fifth of their CPU in it.
+
+    ``raw_blobs=True`` leaves blobs in JSON-protocol responses as the base64 text the service sent
+    (botocore's documented parser default ``blob_parser``), for a caller that passes them on as
+    base64: the local ESM runner puts GetRecords' data into Lambda events as it came.
 
     >>> client("kinesis", Settings(endpoint_url="http://127.0.0.1:4566")).meta.endpoint_url
     'http://127.0.0.1:4566'
@@ -67,7 +81,17 @@ def client(service: str, settings: Settings | None = None, validate: bool = True
             _SESSION = botocore.session.get_session()
             # Service data from a marshal cache rather than JSON: it was half a cold start.
             aws_models.install(_SESSION)
-        made = _SESSION.create_client(service, **kwargs)
+        session = _SESSION
+        if raw_blobs:
+            global _RAW_SESSION
+            if _RAW_SESSION is None:
+                _RAW_SESSION = botocore.session.get_session()
+                aws_models.install(_RAW_SESSION)
+                factory = ResponseParserFactory()
+                factory.set_parser_defaults(blob_parser=_base64_text)
+                _RAW_SESSION.register_component("response_parser_factory", factory)
+            session = _RAW_SESSION
+        made = session.create_client(service, **kwargs)
         _use_plain_json(made)
         # Endpoint rules' context parameters by compiled paths, not a jmespath walk of every
         # request: a third of the state writer's client CPU per 100-action transaction.

@@ -102,3 +102,42 @@ def test_a_client_without_validation_still_serialises_plainly() -> None:
     client = aws.client("dynamodb", ENDPOINT, validate=False)
     assert isinstance(client._serializer, aws.PlainJSONSerializer)  # no validating wrapper
     assert hasattr(aws.client("dynamodb", ENDPOINT)._serializer, "_param_validator")
+
+
+def test_a_raw_blobs_client_returns_the_base64_text_kinesis_sent(settings: Settings) -> None:
+    """Through the stack over HTTP: the same record read by a stock client (bytes) and by a
+    ``raw_blobs`` client (base64 text); other fields alike."""
+    import base64
+
+    from pipeline.esm.events import data_bytes, lambda_record, record_size
+
+    kinesis = aws.client("kinesis", settings)
+    kinesis.create_stream(StreamName="raw", ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName="raw")
+    data = bytes(range(256)) * 3 + b"\xff"
+    kinesis.put_record(StreamName="raw", Data=data, PartitionKey="k")
+    shard = kinesis.list_shards(StreamName="raw")["Shards"][0]["ShardId"]
+    records = {}
+    for raw in (False, True):
+        c = aws.client("kinesis", settings, raw_blobs=raw)
+        it = c.get_shard_iterator(StreamName="raw", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        records[raw] = c.get_records(ShardIterator=it["ShardIterator"])["Records"][0]
+    assert records[False]["Data"] == data
+    assert records[True]["Data"] == base64.b64encode(data).decode()
+    assert {k: v for k, v in records[True].items() if k != "Data"} == {
+        k: v for k, v in records[False].items() if k != "Data"
+    }
+    assert data_bytes(records[True]) == data_bytes(records[False]) == len(data)
+    assert record_size(records[True]) == record_size(records[False])
+    args = ("shardId-000000000000", "arn:s", "us-east-1", "arn:r")
+    assert lambda_record(records[True], *args) == lambda_record(records[False], *args)
+
+
+@pytest.mark.parametrize("n", range(7))
+def test_the_size_of_base64_data_is_its_decoded_size(n: int) -> None:
+    import base64
+
+    from pipeline.esm.events import data_bytes
+
+    data = b"\x00\xff\x10" * 3
+    assert data_bytes({"Data": base64.b64encode(data[:n]).decode()}) == data_bytes({"Data": data[:n]}) == n
