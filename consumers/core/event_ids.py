@@ -40,10 +40,12 @@ def within_batch(records: Sequence[UserRecord]) -> list[UserRecord]:
         >>> [r.position for r in within_batch([a, b])]
         ['1']
     """
+    ids = [str(r.event["event_id"]) for r in records]
+    if len(set(ids)) == len(ids):  # the usual batch: no duplicate, nothing to pick
+        return list(records)
     seen: set[str] = set()
     out = []
-    for r in records:
-        eid = str(r.event["event_id"])
+    for r, eid in zip(records, ids, strict=True):
         if eid in seen:
             continue
         seen.add(eid)

@@ -83,9 +83,18 @@ class LakeSink:
 
     def plan(self, shard_id: str, records: Sequence[UserRecord]) -> dict[str, list[UserRecord]]:
         """Object key → the records it will hold, one object per event hour."""
-        groups: dict[tuple[int, int, int, int], list[UserRecord]] = {}
+        # Grouped by hours since the epoch first (one integer division per event), then named.
+        by_hour: dict[Any, list[UserRecord]] = {}
         for r in records:
-            groups.setdefault(_hour(r.event["event_time"]), []).append(r)
+            t = r.event["event_time"]
+            by_hour.setdefault(t // 3_600_000 if type(t) is int else _hour(t), []).append(r)
+        groups: dict[tuple[int, int, int, int], list[UserRecord]] = {}
+        for key, recs in by_hour.items():
+            hour = _utc_hour(key) if type(key) is int else key
+            if hour in groups:  # the same hour as epoch milliseconds and as datetimes: merge in order
+                groups[hour] = sorted(groups[hour] + recs, key=lambda r: r.position)
+            else:
+                groups[hour] = recs
         out = {}
         for (year, month, day, hour), recs in sorted(groups.items()):
             key = (

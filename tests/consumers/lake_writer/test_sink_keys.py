@@ -33,3 +33,16 @@ def test_events_are_grouped_by_their_utc_hour_whatever_the_time_type() -> None:
     assert names[1].startswith(f"events/v1/dt={before:%Y-%m-%d}/hour={before:%H}/")
     assert names[2].startswith(f"events/v1/dt={at:%Y-%m-%d}/hour={at:%H}/")
     assert before.hour != at.hour
+
+
+def test_an_hour_of_mixed_time_types_keeps_position_order() -> None:
+    sink = LakeSink(None, "bucket", "events/v1", {}, "deflate", "raw/v1")
+    hour = 1_795_000_000_000 // 3_600_000 * 3_600_000
+    records = [
+        _record(1, hour + 5),
+        _record(2, datetime.fromtimestamp(hour / 1000 + 6, tz=UTC)),
+        _record(3, hour + 7),
+        _record(4, datetime.fromtimestamp(hour / 1000 + 8, tz=UTC)),
+    ]
+    keys = sink.plan("shardId-000000000000", records)
+    assert [[r.sequence_number for r in recs] for recs in keys.values()] == [["1", "2", "3", "4"]]
