@@ -35,8 +35,8 @@ from producers.records import (
     KinesisRecord,
     PutResult,
     RecordFuture,
+    Settlement,
     UserRecord,
-    new_put_result,
     new_user_record,
     settle,
 )
@@ -446,10 +446,10 @@ class KinesisProducer:
             if settles:
                 self._finish(settles)
 
-    def _step(self, now: float) -> list[tuple[UserRecord, PutResult | BaseException]]:
+    def _step(self, now: float) -> list[tuple[UserRecord, Settlement]]:
         """Move records between stages (lock held); return the futures to settle."""
         cfg = self.config
-        settles: list[tuple[UserRecord, PutResult | BaseException]] = []
+        settles: list[tuple[UserRecord, Settlement]] = []
         heap = self._retry_heap
         while heap and heap[0][0] <= now:
             _, _, retry = heapq.heappop(heap)
@@ -536,7 +536,7 @@ class KinesisProducer:
         self,
         records: tuple[UserRecord, ...],
         now: float,
-        settles: list[tuple[UserRecord, PutResult | BaseException]],
+        settles: list[tuple[UserRecord, Settlement]],
     ) -> None:
         """Fail the records past their TTL; put the others back (lock held)."""
         ttl = self.config.record_ttl
@@ -570,7 +570,7 @@ class KinesisProducer:
     def _handle(self, request: list[KinesisRecord], outcome: Outcome, started: float) -> None:
         """Apply one PutRecords outcome: settle, schedule retries, count (not under the lock)."""
         now = _monotonic()
-        settles: list[tuple[UserRecord, PutResult | BaseException]] = []
+        settles: list[tuple[UserRecord, Settlement]] = []
         retry_groups: list[tuple[float, KinesisRecord | list[UserRecord]]] = []
         stored_bytes = 0
         stored_records = 0
@@ -589,7 +589,7 @@ class KinesisProducer:
             for sub, rec in enumerate(kr.records):
                 if only is not None and sub not in only:
                     continue
-                settles.append((rec, new_put_result(shard, seq, sub, rec.future.attempts + 1)))
+                settles.append((rec, (shard, seq, sub, rec.future.attempts + 1)))
                 waited = started - rec.arrival
                 buffered_total += waited
                 if waited > buffered_max:
@@ -658,7 +658,7 @@ class KinesisProducer:
             self._cond.notify_all()
         self._finish(settles)
 
-    def _finish(self, settles: list[tuple[UserRecord, PutResult | BaseException]]) -> None:
+    def _finish(self, settles: list[tuple[UserRecord, Settlement]]) -> None:
         """Settle futures (outside the lock, callbacks may put), then release their buffer room."""
         if not settles:
             return

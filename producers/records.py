@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,22 +89,6 @@ def new_user_record(
     return rec
 
 
-_result_setters = tuple(
-    PutResult.__dict__[name].__set__ for name in ("shard_id", "sequence_number", "sub_sequence", "attempts")
-)
-
-
-def new_put_result(shard_id: str, sequence_number: str, sub_sequence: int, attempts: int) -> PutResult:
-    """``PutResult(...)`` for the settle path (once per user record): sets the slots directly."""
-    res = _new(PutResult)
-    s0, s1, s2, s3 = _result_setters
-    s0(res, shard_id)
-    s1(res, sequence_number)
-    s2(res, sub_sequence)
-    s3(res, attempts)
-    return res
-
-
 # One lock guards the rare hand-over between a waiter and a settler; settling takes it once per
 # Kinesis record, not per user record, and waiters only when the result is not there yet.
 _WAIT_LOCK = threading.Lock()
@@ -117,10 +101,13 @@ class RecordFuture:
     more than aggregating the record): ``result``, ``exception``, ``done``, ``add_done_callback``.
     """
 
-    __slots__ = ("_result", "_exception", "_done", "_event", "_callbacks", "attempts")
+    __slots__ = ("_result", "_where", "_exception", "_done", "_event", "_callbacks", "attempts")
 
     def __init__(self) -> None:
         self._result: PutResult | None = None
+        # (shard id, sequence number, sub-sequence, attempts) until ``result`` makes the PutResult:
+        # most callers of put_many never ask, and a tuple costs a fraction of the object.
+        self._where: tuple[str, str, int, int] | None = None
         self._exception: BaseException | None = None
         self._done = False
         self._event: threading.Event | None = None
@@ -156,7 +143,9 @@ class RecordFuture:
         self._wait(timeout)
         if self._exception is not None:
             raise self._exception
-        assert self._result is not None
+        if self._result is None:
+            assert self._where is not None
+            self._result = PutResult(*self._where)
         return self._result
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -175,7 +164,12 @@ class RecordFuture:
         fn(self)
 
 
-def settle(futures: list[RecordFuture], outcomes: list[PutResult | BaseException]) -> None:
+#: What settles a future: its result, its error, or where it was stored as
+#: ``(shard id, sequence number, sub-sequence, attempts)``, the result's fields.
+Settlement = PutResult | BaseException | tuple[str, str, int, int]
+
+
+def settle(futures: list[RecordFuture], outcomes: Sequence[Settlement]) -> None:
     """Settle many futures at once (one lock round trip), then wake waiters and run callbacks."""
     events = []
     callbacks = []
@@ -183,10 +177,12 @@ def settle(futures: list[RecordFuture], outcomes: list[PutResult | BaseException
         for fut, outcome in zip(futures, outcomes, strict=True):
             if fut._done:
                 continue
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, PutResult):
+                fut._result = outcome
+            elif isinstance(outcome, BaseException):
                 fut._exception = outcome
             else:
-                fut._result = outcome
+                fut._where = outcome
             fut._done = True
             if fut._event is not None:
                 events.append(fut._event)

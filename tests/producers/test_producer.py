@@ -298,12 +298,14 @@ def test_done_callbacks_run_and_may_put_again():
     assert seen and seen[0].result().sub_sequence == 0
 
 
-def test_a_put_result_made_on_the_settle_path_equals_the_dataclass() -> None:
-    from producers.records import PutResult, new_put_result
+def test_a_future_settled_with_its_position_gives_the_same_result_each_time():
+    from producers.records import PutResult, RecordFuture, settle
 
-    made = new_put_result("shardId-000000000001", "4959", 3, 2)
-    assert made == PutResult("shardId-000000000001", "4959", 3, 2)
-    assert hash(made) == hash(PutResult("shardId-000000000001", "4959", 3, 2))
+    fut = RecordFuture()
+    settle([fut], [("shardId-000000000001", "4959", 3, 2)])
+    assert fut.done() and fut.exception() is None
+    assert fut.result() == PutResult("shardId-000000000001", "4959", 3, 2)
+    assert fut.result() is fut.result()
 
 
 def test_last_positions_name_each_shards_last_stored_record_as_numbers_order_them():
