@@ -5,7 +5,7 @@ Contract (the replay CLI reads it; change it only with a new prefix version):
 - key: ``{raw_prefix}/shard={shard_id}/{first_sequence_number}-{last_sequence_number}.jsonl.gz``
   with ``raw_prefix`` = ``settings.raw_prefix`` (default ``raw/v1``) and the decimal sequence
   numbers of the first and last record the object holds;
-- body: gzip (``mtime=0``, no file name, level 6) of JSON lines, one per Lambda Kinesis record
+- body: gzip (``mtime=0``, no file name, level 1) of JSON lines, one per Lambda Kinesis record
   exactly as received in ``event["Records"]``, in sequence order, compact separators, UTF-8;
 - written once per batch with ``If-None-Match: *`` before the lake writer advances its checkpoint,
   and listed in the checkpoint's intent, so a torn batch leaves no partial archive behind.
