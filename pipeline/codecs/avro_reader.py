@@ -473,13 +473,16 @@ class _Generator:
             return
         if kind == "boolean":
             out.append(f"{ind}p += 1")
-        elif kind in ("int", "long"):  # one or two bytes without a call; longer ones by _long
+        elif kind in ("int", "long"):  # up to three bytes without a call; longer ones by _long
             out += [
                 f"{ind}if b[p] < 0x80:",
                 f"{ind}    p += 1",
                 f"{ind}elif b[p + 1] < 0x80:",
                 f"{ind}    p += 2",
                 f"{ind}    hi += 1",
+                f"{ind}elif b[p + 2] < 0x80:",
+                f"{ind}    p += 3",
+                f"{ind}    hi += 2",
                 f"{ind}else:",
                 f"{ind}    q = p",
                 f"{ind}    _, p = _long(b, p)",
