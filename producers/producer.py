@@ -202,16 +202,8 @@ class KinesisProducer:
         record = new_user_record(partition_key, data, explicit_hash_key, size, now, future)
         cond = self._cond
         with self._lock:
-            if self._closed:
-                raise ProducerClosed("put after close(): make a new KinesisProducer")
-            if self._inflight_bytes + size > cfg.max_buffered_bytes and self._inflight_bytes:
-                self._wait_for_room(size)
+            if self._admit(size, 1):
                 now = _monotonic()
-            self._inflight_bytes += size
-            self._outstanding += 1
-            stats = self.stats
-            stats["user_records"] += 1
-            stats["user_bytes"] += size
             smap = self.shard_map
             shard = (
                 smap.route(partition_key) if explicit_hash_key is None else smap.route_hash(explicit_hash_key)
@@ -304,23 +296,14 @@ class KinesisProducer:
         self, keys: list[str], datas: list[bytes], sizes: list[int], futures: list[RecordFuture]
     ) -> None:
         cfg = self.config
-        total = sum(sizes)
         cond = self._cond
         with self._lock:
-            if self._closed:
-                raise ProducerClosed("put after close(): make a new KinesisProducer")
-            if self._inflight_bytes + total > cfg.max_buffered_bytes and self._inflight_bytes:
-                self._wait_for_room(total)
+            self._admit(sum(sizes), len(keys))
             now = _monotonic()
             handles = [
                 new_user_record(k, d, None, n, now, f)
                 for k, d, n, f in zip(keys, datas, sizes, futures, strict=True)
             ]
-            self._inflight_bytes += total
-            self._outstanding += len(keys)
-            stats = self.stats
-            stats["user_records"] += len(keys)
-            stats["user_bytes"] += total
             before = len(self.aggregator.open)
             sealed = self.aggregator.route_and_add(self.shard_map, keys, datas, now, handles)
             if sealed:
@@ -413,6 +396,20 @@ class KinesisProducer:
         return self._outstanding
 
     # -- back-pressure --------------------------------------------------------------------------
+    def _admit(self, size: int, count: int) -> bool:
+        """Take ``count`` records of ``size`` bytes into the buffer (lock held by the caller),
+        waiting for room first if it is full; True if it waited."""
+        if self._closed:
+            raise ProducerClosed("put after close(): make a new KinesisProducer")
+        waited = self._inflight_bytes + size > self.config.max_buffered_bytes and self._inflight_bytes > 0
+        if waited:
+            self._wait_for_room(size)
+        self._inflight_bytes += size
+        self._outstanding += count
+        self.stats["user_records"] += count
+        self.stats["user_bytes"] += size
+        return waited
+
     def _wait_for_room(self, size: int) -> None:
         """Block (lock held by the caller) until ``size`` more bytes fit, or time out."""
         cfg = self.config
