@@ -125,9 +125,10 @@ def test_records_past_their_ttl_fail_with_a_clear_error():
     assert p.stats["expired"] == 20 and p.outstanding() == 0
 
 
-def test_put_blocks_when_the_buffer_is_full_then_times_out():
+def stuck_producer(shards: int) -> tuple[KinesisProducer, threading.Event]:
+    """A producer with a 1 MiB buffer whose PutRecords calls hang until the event is set."""
     release = threading.Event()
-    fake = FakeKinesis(even_shards(1))
+    fake = FakeKinesis(even_shards(shards))
 
     def stuck(records):
         release.wait()
@@ -141,6 +142,11 @@ def test_put_blocks_when_the_buffer_is_full_then_times_out():
         put_timeout=0.2,
         record_max_buffered_time=0.0,
     )
+    return p, release
+
+
+def test_put_blocks_when_the_buffer_is_full_then_times_out():
+    p, release = stuck_producer(1)
     first = [p.put(b"x" * 1000, f"k{i}") for i in range(1000)]  # ~1 MiB: the buffer is full
     with pytest.raises(BackpressureTimeout, match="max_buffered_bytes"):
         for i in range(100):
@@ -153,21 +159,7 @@ def test_put_blocks_when_the_buffer_is_full_then_times_out():
 
 def test_put_many_blocks_when_the_buffer_is_full_then_times_out():
     """put_many is bounded by the same buffer: its blocks wait for room like single puts."""
-    release = threading.Event()
-    fake = FakeKinesis(even_shards(2))
-
-    def stuck(records):
-        release.wait()
-        return fake.put_records(records)
-
-    p = KinesisProducer(
-        "s",
-        put_records=stuck,
-        list_shards=fake.list_shards,
-        max_buffered_bytes=MIB,
-        put_timeout=0.2,
-        record_max_buffered_time=0.0,
-    )
+    p, release = stuck_producer(2)
     # Blocks of about half a MiB: two fit in the 1 MiB buffer, the third waits and times out.
     with pytest.raises(BackpressureTimeout, match="max_buffered_bytes") as info:
         p.put_many([(b"x" * 1000, f"k{i}") for i in range(1500)])
