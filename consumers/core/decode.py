@@ -15,7 +15,6 @@ schema resolution. Results are the same as fastavro's (tests compare them record
 from __future__ import annotations
 
 import binascii
-import gc
 import hashlib
 import io
 import json
@@ -33,6 +32,7 @@ from pipeline.codecs.avro import HEADER as AVRO_HEADER
 from pipeline.codecs.avro import HEADER_SIZE, SchemaRegistry
 from pipeline.codecs.avro_reader import Reader, Unsupported, compile_reader, read_exactly
 from pipeline.codecs.positions import SEQ_WIDTH, SUB_WIDTH
+from pipeline.coldstart import no_collection
 from pipeline.errors import PoisonRecord, UndecodablePayload
 
 _MAGIC = kpl.MAGIC
@@ -139,16 +139,20 @@ class Decoder:
         if fast:
             try:
                 self._read = compile_reader(self.reader)
-                self._lean = compile_reader(self.reader, lean=True)
+                self._lean = self._aggregate_reader(fields)
             except Unsupported:
                 self._read = self._lean = None
-        if fast and fields is not None and self._lean is not None:
-            # The aggregate path reads only the fields the sink uses (and the event id); events
-            # it declines (a string not in ASCII) are read whole by the full reader.
+
+    def _aggregate_reader(self, fields: Sequence[str] | None) -> Reader:
+        """The reader of the single-pass aggregate path: of the fields the sink uses (and the
+        event id) when it names them, declining events with a string not in ASCII, which the full
+        reader then reads whole; otherwise the lean reader of every field."""
+        if fields is not None:
             try:
-                self._lean = compile_reader(self.reader, fields=frozenset(fields) | {"event_id"})
+                return compile_reader(self.reader, fields=frozenset(fields) | {"event_id"})
             except Unsupported:
                 pass
+        return compile_reader(self.reader, lean=True)
 
     def _avro(self, data: bytes) -> tuple[dict[str, Any], bytes]:
         fp = data[2:HEADER_SIZE]
@@ -328,14 +332,8 @@ class Decoder:
         objects per event and keeps them all, which sets off repeated full collections over a growing
         heap (about a seventh of the decode time) that cannot find garbage, as decoding makes no
         reference cycles. It is resumed afterwards, unless it was off already."""
-        paused = gc.isenabled()
-        if paused:
-            gc.disable()
-        try:
+        with no_collection():
             return self._decode(records)
-        finally:
-            if paused:
-                gc.enable()
 
     def _decode(self, records: Sequence[Mapping[str, Any]]) -> tuple[list[UserRecord], list[Poison]]:
         out: list[UserRecord] = []

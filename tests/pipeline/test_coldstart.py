@@ -40,3 +40,19 @@ def test_a_collector_that_was_off_stays_off() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_collection_pause_restores_the_collector_without_freezing() -> None:
+    from pipeline.coldstart import no_collection
+
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        frozen = gc.get_freeze_count()
+        kept = [[] for _ in range(100)]
+        with no_collection():
+            assert not gc.isenabled()
+            kept += [[] for _ in range(100)]
+        assert gc.isenabled() and gc.get_freeze_count() == frozen
+    finally:
+        gc.enable() if was else gc.disable()
