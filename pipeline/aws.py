@@ -31,8 +31,8 @@ _CONFIG = Config(
 )
 
 
-_SESSION: botocore.session.Session | None = None
-_RAW_SESSION: botocore.session.Session | None = None  # the same, with blobs left as base64 text
+# One session per process, and one more whose responses keep blobs as base64 text (raw_blobs).
+_SESSIONS: dict[bool, botocore.session.Session] = {}
 
 
 def _base64_text(value: str) -> str:
@@ -67,7 +67,6 @@ def client(
         if not os.environ.get("AWS_ACCESS_KEY_ID"):
             kwargs["aws_access_key_id"] = "testing"
             kwargs["aws_secret_access_key"] = "testing"
-    global _SESSION
     # One session per process: it caches the loaded service models, which makes every client
     # after the first cheap (a Lambda cold start builds several). Sessions are not thread-safe,
     # so clients are made under a lock; the clients themselves are.
@@ -77,20 +76,15 @@ def client(
         # generations, every full pass rescans it: that took more CPU than the requests in a busy
         # producer or handler. Clients are made at start-up, so they are made with the collector
         # off (a pass would only walk them) and what exists afterwards is frozen, out of its way.
-        if _SESSION is None:
-            _SESSION = botocore.session.get_session()
+        session = _SESSIONS.get(raw_blobs)
+        if session is None:
+            session = _SESSIONS[raw_blobs] = botocore.session.get_session()
             # Service data from a marshal cache rather than JSON: it was half a cold start.
-            aws_models.install(_SESSION)
-        session = _SESSION
-        if raw_blobs:
-            global _RAW_SESSION
-            if _RAW_SESSION is None:
-                _RAW_SESSION = botocore.session.get_session()
-                aws_models.install(_RAW_SESSION)
+            aws_models.install(session)
+            if raw_blobs:
                 factory = ResponseParserFactory()
                 factory.set_parser_defaults(blob_parser=_base64_text)
-                _RAW_SESSION.register_component("response_parser_factory", factory)
-            session = _RAW_SESSION
+                session.register_component("response_parser_factory", factory)
         made = session.create_client(service, **kwargs)
         _use_plain_json(made)
         # Endpoint rules' context parameters by compiled paths, not a jmespath walk of every

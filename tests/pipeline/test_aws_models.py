@@ -269,6 +269,7 @@ def test_the_command_line_fills_a_cache_folder(monkeypatch: pytest.MonkeyPatch, 
 
 def test_project_clients_use_the_cached_loader_when_it_applies() -> None:
     aws.client("dynamodb", Settings(endpoint_url=ENDPOINT, region="us-east-1"))
-    loader = aws._SESSION.get_component("data_loader")  # type: ignore[union-attr]
-    expected = aws_models.cache_dir() is not None and aws_models.applies(aws._SESSION)  # type: ignore[arg-type]
+    session = aws._SESSIONS[False]
+    loader = session.get_component("data_loader")
+    expected = aws_models.cache_dir() is not None and aws_models.applies(session)
     assert isinstance(loader, aws_models.CachedLoader) == expected
