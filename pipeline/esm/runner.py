@@ -698,17 +698,17 @@ class ShardConsumer:
             records = resp["Records"]
             iterator = resp.get("NextShardIterator")
             if records:
-                mean = sum(data_bytes(r) for r in records) / len(records)
+                sizes = [data_bytes(r) for r in records]
+                mean = sum(sizes) / len(sizes)
                 avg_size = mean if not avg_size else 0.5 * avg_size + 0.5 * mean
                 st.caught_up[self.shard_id] = False
                 with self.cond:
                     self.empty_read_at = None
-                    for r in records:
-                        size = data_bytes(r)
+                    for r, size in zip(records, sizes, strict=True):
                         self.outstanding.append(r["SequenceNumber"])
                         self.read_set[r["SequenceNumber"]] = size
-                        self.outstanding_bytes += size
                         self.lanes[self._lane_of(r)].append(r)
+                    self.outstanding_bytes += sum(sizes)
                     self.cond.notify_all()
                 continue
             if iterator is None:
