@@ -8,6 +8,7 @@ time), which nothing here uses.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 import threading
@@ -125,7 +126,7 @@ class PlainJSONSerializer(JSONSerializer):
         }
         self._handle_query_compatible_trait(operation_model, serialized)
         body = parameters if operation_model.input_shape is not None else {}
-        serialized["body"] = json.dumps(body, default=_blob).encode(self.DEFAULT_ENCODING)
+        serialized["body"] = _json_body(body)
         host_prefix = self._expand_host_prefix(parameters, operation_model)
         if host_prefix is not None:
             serialized["host_prefix"] = host_prefix
@@ -136,6 +137,40 @@ def _blob(value: Any) -> str:
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(value).decode("utf-8")
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# What a blob is written as first, in the text ``"\u0000blob\u0000"``. A parameter's own string
+# of the same characters is told apart by counting (``_json_body``).
+_MARK = "\x00blob\x00"
+_QUOTED_MARK = json.dumps(_MARK).encode()
+
+
+def _json_body(body: Any) -> bytes:
+    """``json.dumps(body)`` as UTF-8, blobs as base64 text: the bytes botocore sends.
+
+    The base64 of a blob needs no JSON escaping, yet ``json.dumps`` scans every character of it
+    twice; for PutRecords that scan was a tenth of the producer's CPU. Blobs are written as a mark
+    first and their base64 is joined into the text in place of each mark. Should a parameter's own
+    text hold the mark as well (the marks then outnumber the blobs), the body is written the
+    plain way."""
+    blobs: list[bytes | bytearray] = []
+
+    def hold(value: Any) -> str:
+        if isinstance(value, bytes | bytearray):
+            blobs.append(value)
+            return _MARK
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    text = json.dumps(body, default=hold).encode("utf-8")
+    if not blobs:
+        return text
+    parts = text.split(_QUOTED_MARK)
+    if len(parts) != len(blobs) + 1:
+        return json.dumps(body, default=_blob).encode("utf-8")
+    out = [parts[0]]
+    for blob, part in zip(blobs, parts[1:], strict=True):
+        out += (b'"', binascii.b2a_base64(blob, newline=False), b'"', part)
+    return b"".join(out)
 
 
 def _plain_shape(shape: Any, seen: set[str]) -> bool:

@@ -39,6 +39,7 @@ from producers.records import (
     UserRecord,
     new_user_record,
     settle,
+    settle_stored,
 )
 from producers.retrier import Outcome, Retrier
 from producers.shard_map import ShardMap, ShardRange, list_open_shards
@@ -47,6 +48,9 @@ from producers.validation import EventChecker, check_explicit_hash_key, schema_e
 __all__ = ["KinesisProducer", "PutResult", "RecordFuture", "ProducerConfig"]
 
 log = logging.getLogger(__name__)
+
+_new_tuple = tuple.__new__
+repeat = itertools.repeat
 
 PutRecordsFn = Callable[[list[dict[str, Any]]], dict[str, Any]]
 ListShardsFn = Callable[[], list[ShardRange]]
@@ -300,10 +304,10 @@ class KinesisProducer:
         with self._lock:
             self._admit(sum(sizes), len(keys))
             now = _monotonic()
-            handles = [
-                new_user_record(k, d, None, n, now, f)
-                for k, d, n, f in zip(keys, datas, sizes, futures, strict=True)
-            ]
+            # The user records, made from the columns in one pass (``new_user_record`` each);
+            # ``repeat`` is endless, the columns are of one length.
+            rows = zip(keys, datas, repeat(None), sizes, repeat(now), futures, strict=False)
+            handles = list(map(_new_tuple, repeat(UserRecord), rows))
             before = len(self.aggregator.open)
             sealed = self.aggregator.route_and_add(self.shard_map, keys, datas, now, handles)
             if sealed:
@@ -576,24 +580,19 @@ class KinesisProducer:
 
         last: dict[str, tuple[int, str, int]] = {}
 
-        def stored(kr: KinesisRecord, shard: str, seq: str, only: set[int] | None = None) -> None:
-            nonlocal buffered_total, buffered_max
-            top = len(kr.records) - 1 if only is None else max(only, default=-1)
+        def seen(shard: str, seq: str, top: int) -> None:
             if top >= 0:
                 pos = (len(seq), seq, top)
                 if pos > last.get(shard, (0, "", -1)):
                     last[shard] = pos
-            for sub, rec in enumerate(kr.records):
-                if only is not None and sub not in only:
-                    continue
-                settles.append((rec, (shard, seq, sub, rec.future.attempts + 1)))
-                waited = started - rec.arrival
-                buffered_total += waited
-                if waited > buffered_max:
-                    buffered_max = waited
 
+        # Records stored whole (the common outcome) are settled in one pass after the counts;
+        # the oldest arrival of each is known without a look at its user records.
         for kr, shard, seq in outcome.stored:
-            stored(kr, shard, seq)
+            seen(shard, seq, len(kr.records) - 1)
+            waited = started - kr.oldest_arrival
+            if waited > buffered_max:
+                buffered_max = waited
             stored_bytes += kr.size
             stored_records += 1
         if outcome.moved:
@@ -606,10 +605,17 @@ class KinesisProducer:
                 stored_bytes += kr.size
                 stored_records += 1
                 if len(kr.records) == 1:
-                    stored(kr, shard, seq)  # a plain record: Kinesis itself put it where it belongs
-                    continue
-                keep = {i for i, rec in enumerate(kr.records) if smap.owns(shard, rec.hash_key())}
-                stored(kr, shard, seq, keep)
+                    keep = {0}  # a plain record: Kinesis itself put it where it belongs
+                else:
+                    keep = {i for i, rec in enumerate(kr.records) if smap.owns(shard, rec.hash_key())}
+                seen(shard, seq, max(keep, default=-1))
+                for sub, rec in enumerate(kr.records):
+                    if sub in keep:
+                        settles.append((rec, (shard, seq, sub, rec.future.attempts + 1)))
+                        waited = started - rec.arrival
+                        buffered_total += waited
+                        if waited > buffered_max:
+                            buffered_max = waited
                 again = [rec for i, rec in enumerate(kr.records) if i not in keep]
                 if again:
                     retry_groups.append((now, again))
@@ -642,7 +648,6 @@ class KinesisProducer:
             stats["retries"] += len(outcome.retry)
             stats["throttles"] += len(outcome.throttled)
             stats["mispredicted"] += len(outcome.moved)
-            stats["buffered_ms"] += buffered_total * 1000
             stats["buffered_ms_max"] = max(stats["buffered_ms_max"], buffered_max * 1000)
             for kr in outcome.throttled:
                 self.limiter.throttled(kr.shard_id, kr.size, now)
@@ -653,14 +658,28 @@ class KinesisProducer:
                     self._last[shard] = pos
             self._active -= 1
             self._cond.notify_all()
-        self._finish(settles)
+        whole = (0, 0)
+        if outcome.stored:
+            count, size, arrivals = settle_stored(outcome.stored)
+            whole = (count, size)
+            buffered_total += count * started - arrivals
+        self._finish(settles, whole, buffered_total)
 
-    def _finish(self, settles: list[tuple[UserRecord, Settlement]]) -> None:
-        """Settle futures (outside the lock, callbacks may put), then release their buffer room."""
-        if not settles:
+    def _finish(
+        self,
+        settles: list[tuple[UserRecord, Settlement]],
+        whole: tuple[int, int] = (0, 0),
+        buffered: float = 0.0,
+    ) -> None:
+        """Settle futures (outside the lock, callbacks may put), then release their buffer room.
+
+        ``whole`` is ``(user records, bytes)`` settled already by ``settle_stored``; ``buffered``
+        the seconds the stored ones waited between put and the call that stored them, summed."""
+        if settles:
+            settle([rec.future for rec, _ in settles], [outcome for _, outcome in settles])
+        elif not whole[0]:
             return
-        settle([rec.future for rec, _ in settles], [outcome for _, outcome in settles])
-        freed = sum(rec.size for rec, _ in settles)
+        freed = whole[1] + sum(rec.size for rec, _ in settles)
         errors = [outcome for _, outcome in settles if isinstance(outcome, BaseException)]
         failed = len(errors)
         expired = sum(1 for e in errors if isinstance(e, RecordExpired))
@@ -668,10 +687,11 @@ class KinesisProducer:
             if errors and self.first_error is None:
                 self.first_error = str(errors[0])
             self._inflight_bytes -= freed
-            self._outstanding -= len(settles)
-            self.stats["stored"] += len(settles) - failed
+            self._outstanding -= len(settles) + whole[0]
+            self.stats["stored"] += len(settles) + whole[0] - failed
             self.stats["failed"] += failed
             self.stats["expired"] += expired
+            self.stats["buffered_ms"] += buffered * 1000
             self._cond.notify_all()
 
     # -- shard map ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,9 +19,11 @@ class PutResult:
     attempts: int
 
 
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    """One record as the user put it, with what the stages need to route and expire it."""
+class UserRecord(NamedTuple):
+    """One record as the user put it, with what the stages need to route and expire it.
+
+    A named tuple: a put makes one per record, and a tuple is made in one step (``new_user_record``)
+    where a slotted dataclass sets its fields one descriptor call at a time."""
 
     partition_key: str
     data: bytes
@@ -61,11 +63,7 @@ class KinesisRecord:
         }
 
 
-_new = object.__new__
-_setters = tuple(
-    UserRecord.__dict__[name].__set__
-    for name in ("partition_key", "data", "explicit_hash_key", "size", "arrival", "future")
-)
+_tuple_new = tuple.__new__
 
 
 def new_user_record(
@@ -76,17 +74,8 @@ def new_user_record(
     arrival: float,
     future: RecordFuture,
 ) -> UserRecord:
-    """``UserRecord(...)`` for the put hot path: sets the slots directly, skipping the frozen
-    dataclass's generated ``__init__`` (a third of the cost of a put on a busy machine)."""
-    rec = _new(UserRecord)
-    s0, s1, s2, s3, s4, s5 = _setters
-    s0(rec, partition_key)
-    s1(rec, data)
-    s2(rec, explicit_hash_key)
-    s3(rec, size)
-    s4(rec, arrival)
-    s5(rec, future)
-    return rec
+    """``UserRecord(...)`` for the put hot path, without the named tuple's keyword handling."""
+    return _tuple_new(UserRecord, (partition_key, data, explicit_hash_key, size, arrival, future))
 
 
 # One lock guards the rare hand-over between a waiter and a settler; settling takes it once per
@@ -190,9 +179,45 @@ def settle(futures: list[RecordFuture], outcomes: Sequence[Settlement]) -> None:
                 callbacks.append(fut)
     for event in events:
         event.set()
-    for fut in callbacks:
+    _run_callbacks(callbacks)
+
+
+def _run_callbacks(settled: list[RecordFuture]) -> None:
+    for fut in settled:
         for fn in fut._callbacks or ():
             try:
                 fn(fut)
             except Exception:  # noqa: BLE001 - a user's callback must not break the producer
                 pass
+
+
+def settle_stored(landed: Sequence[tuple[KinesisRecord, str, str]]) -> tuple[int, int, float]:
+    """Settle every user record of Kinesis records stored whole, given as ``(record, shard id,
+    sequence number)``: the common outcome, in one pass and one lock round trip, without the
+    per-record outcome list ``settle`` takes. Returns the user records, their bytes and the sum of
+    their arrival times (for the buffered-time statistics)."""
+    events = []
+    callbacks = []
+    count = 0
+    size = 0
+    arrivals = 0.0
+    with _WAIT_LOCK:
+        for kr, shard, seq in landed:
+            sub = 0
+            for rec in kr.records:
+                fut = rec.future
+                size += rec.size
+                arrivals += rec.arrival
+                if not fut._done:
+                    fut._where = (shard, seq, sub, fut.attempts + 1)
+                    fut._done = True
+                    if fut._event is not None:
+                        events.append(fut._event)
+                    if fut._callbacks:
+                        callbacks.append(fut)
+                sub += 1
+            count += sub
+    for event in events:
+        event.set()
+    _run_callbacks(callbacks)
+    return count, size, arrivals
