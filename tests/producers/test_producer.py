@@ -300,6 +300,57 @@ def test_a_future_settled_with_its_position_gives_the_same_result_each_time():
     assert fut.result() is fut.result()
 
 
+def test_stored_records_settle_in_one_pass_with_their_positions_waiters_and_callbacks():
+    import threading
+
+    from producers.records import (
+        KinesisRecord,
+        PutResult,
+        RecordFuture,
+        new_user_record,
+        settle,
+        settle_stored,
+    )
+
+    futures = [RecordFuture() for _ in range(5)]
+    futures[1].attempts = 2  # two failed attempts before the one that stored it
+    settle([futures[4]], [RuntimeError("settled before")])
+    called = []
+    futures[2].add_done_callback(called.append)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(futures[3].result(timeout=5)))
+    waiter.start()
+    recs = [new_user_record("k", b"x" * i, None, i + 1, 10.0 + i, f) for i, f in enumerate(futures)]
+
+    def kr(part: list) -> KinesisRecord:
+        return KinesisRecord("s", "k", None, b"", 0, tuple(part), 0.0, min(r.arrival for r in part))
+
+    count, size, arrivals = settle_stored([(kr(recs[:2]), "shard-a", "7"), (kr(recs[2:]), "shard-b", "9")])
+    waiter.join(5)
+    assert (count, size, arrivals) == (5, 1 + 2 + 3 + 4 + 5, 10.0 + 11 + 12 + 13 + 14)
+    assert [f.result() for f in futures[:4]] == [
+        PutResult("shard-a", "7", 0, 1),
+        PutResult("shard-a", "7", 1, 3),
+        PutResult("shard-b", "9", 0, 1),
+        PutResult("shard-b", "9", 1, 1),
+    ]
+    assert called == [futures[2]] and got == [futures[3].result()]
+    assert str(futures[4].exception()) == "settled before"  # a settled future is left as it was
+
+
+def test_buffered_time_statistics_count_every_stored_record():
+    fake = FakeKinesis(even_shards(2))
+    with producer(fake, record_max_buffered_time=0.05) as p:
+        p.put_many([(b"x", f"k-{i}") for i in range(1000)])
+        assert p.flush()
+        stats = dict(p.stats)
+    assert stats["stored"] == 1000
+    # The mean is the sum of the records' waits over the count; the sum is taken as count x the
+    # call's start - the arrivals' sum, which may round a hair above the longest wait.
+    assert 0 < stats["buffered_ms"] / 1000 <= stats["buffered_ms_max"] + 1e-6
+    assert stats["buffered_ms_max"] < 5_000
+
+
 def test_last_positions_name_each_shards_last_stored_record_as_numbers_order_them():
     """The fake's sequence numbers grow from 2 to 4 digits: "100" follows "99" though it sorts first
     as text."""
