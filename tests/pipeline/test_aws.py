@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,6 +101,62 @@ def test_a_key_holding_the_blob_mark_is_written_the_plain_way() -> None:
     ours, theirs = _both("kinesis", "PutRecords", params)
     assert ours == theirs
     assert b'"Data": "AQI="' in ours["body"]
+
+
+_records_body = st.builds(
+    lambda records, compact, more: json.dumps(
+        {"Records": records, "NextShardIterator": "AAA=", "MillisBehindLatest": 0, **more},
+        separators=(",", ":") if compact else None,
+    ).encode(),
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "SequenceNumber": st.integers(0, 10**30).map(str),
+                "Data": st.binary(max_size=200).map(lambda b: base64.b64encode(b).decode()),
+                # Keys that hold the key's own text, quotes, backslashes and non-ASCII.
+                "PartitionKey": st.one_of(
+                    st.text(min_size=1, max_size=12),
+                    st.sampled_from(['"Data": "', "Data", '\\"Data\\":"x', '"Data"', "\\"]),
+                ),
+            }
+        ),
+        max_size=5,
+    ),
+    st.booleans(),
+    st.sampled_from([{}, {"ChildShards": []}, {"Data": "x"}]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_records_body, st.booleans())
+def test_records_json_reads_what_json_loads_reads(body: bytes, escape_slashes: bool) -> None:
+    """``records_json`` gives ``json.loads``'s result or None (then botocore parses the plain way);
+    None only for what it does not take: no records, a ``Data`` key elsewhere, an escaped text."""
+    if escape_slashes:
+        body = body.replace(b"/", b"\\/")  # JSON allows it; the texts are then not cut out
+    ours = aws.records_json(body)
+    plain = json.loads(body)
+    if ours is not None:
+        assert ours == plain
+    elif plain["Records"] and "Data" not in plain and not (escape_slashes and b"\\/" in body):
+        raise AssertionError(f"declined a body it takes: {body[:200]!r}")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"{",
+        b'{"Records": [{"Data": "QQ==", "PartitionKey": "k"}',  # cut short
+        b'{"Records": [{"Data": "QQ=="}, {"Data": "Qg==", "Data": "Qw=="}]}',  # a record twice
+        b'{"Records": [{"Data": 5}]}',
+        b'{"Records": {"Data": "QQ=="}}',
+        b'{"Records": [{"PartitionKey": "Data", "Data": "QQ=="}], "x": "\xff"}',
+        b'["Data"]',
+    ],
+)
+def test_records_json_leaves_odd_bodies_to_the_plain_parser(body: bytes) -> None:
+    assert aws.records_json(body) is None
 
 
 def test_operations_with_timestamps_take_botocores_walk() -> None:
