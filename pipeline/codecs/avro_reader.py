@@ -56,23 +56,31 @@ class Unsupported(Exception):
     """The schema uses something the generated reader does not implement; use fastavro instead."""
 
 
+# Each byte's seven value bits, moved to their place for the 1st to the 4th byte of a varint: a
+# table lookup is one step where masking and shifting are two.
+_SEVEN = tuple(c & 0x7F for c in range(256))
+_SEVEN_7 = tuple((c & 0x7F) << 7 for c in range(256))
+_SEVEN_14 = tuple((c & 0x7F) << 14 for c in range(256))
+_SEVEN_21 = tuple((c & 0x7F) << 21 for c in range(256))
+
+
 def _long(b: bytes, p: int) -> tuple[int, int]:
     """The zig-zag varint at ``p`` whose first byte is ≥ 0x80: (value, position after it).
 
     Python allocates every integer result of 2**30 or more, so the low 28 bits are gathered in a
-    small integer and the rest (millisecond timestamps take 6 bytes) in a second one, joined once.
-    Like fastavro's reader, the value is taken modulo 2**64 as a signed 64-bit integer; a varint
-    longer than 10 bytes is rejected (fastavro returns what is left of it)."""
-    x = b[p + 1]
-    n = (b[p] & 0x7F) | ((x & 0x7F) << 7)
-    if x < 0x80:
+    small integer and the rest (millisecond timestamps take 6 bytes, the common long case) in a
+    second one, joined once. Like fastavro's reader, the value is taken modulo 2**64 as a signed
+    64-bit integer; a varint longer than 10 bytes is rejected (fastavro returns what is left of it)."""
+    x1 = b[p + 1]
+    if x1 < 0x80:
+        n = _SEVEN[b[p]] | _SEVEN_7[x1]
         return (n >> 1) ^ -(n & 1), p + 2
-    x = b[p + 2]
-    n |= (x & 0x7F) << 14
-    if x < 0x80:
+    x2 = b[p + 2]
+    if x2 < 0x80:
+        n = _SEVEN[b[p]] | _SEVEN_7[x1] | _SEVEN_14[x2]
         return (n >> 1) ^ -(n & 1), p + 3
     x = b[p + 3]
-    n |= (x & 0x7F) << 21
+    n = _SEVEN[b[p]] | _SEVEN_7[x1] | _SEVEN_14[x2] | _SEVEN_21[x]
     if x < 0x80:
         return (n >> 1) ^ -(n & 1), p + 4
     x = b[p + 4]
@@ -80,7 +88,7 @@ def _long(b: bytes, p: int) -> tuple[int, int]:
     p += 5
     if x >= 0x80:
         x = b[p]
-        high |= (x & 0x7F) << 7
+        high |= _SEVEN_7[x]
         p += 1
         s = 14
         while x >= 0x80:
