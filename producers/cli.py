@@ -31,14 +31,15 @@ def progress(label: str, done: int, total: int, started: float) -> None:
 
 
 def _blocks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """Lists of ``size`` consecutive items (the last one shorter)."""
-    block: list[Any] = []
-    for item in items:
-        block.append(item)
-        if len(block) == size:
-            yield block
-            block = []
-    if block:
+    """Lists of ``size`` consecutive items (the last one shorter), each taken by ``islice``.
+
+    >>> list(_blocks(range(5), 2))
+    [[0, 1], [2, 3], [4]]
+    >>> list(_blocks([], 3))
+    []
+    """
+    it = iter(items)
+    while block := list(itertools.islice(it, size)):
         yield block
 
 
