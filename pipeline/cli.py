@@ -244,8 +244,11 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 def cmd_esm_run(args: argparse.Namespace) -> int:
     from pipeline.esm.runner import EsmRunner
+    from pipeline.memory import release_large_blocks
     from pipeline.observability.logs import configure
 
+    # Before any thread: the runner's reads and events are large blocks, made and freed all along.
+    release_large_blocks()
     configure("esm")
     settings = settings_from_args(args)
     runner = EsmRunner(settings, settings.state_dir, run_disabled=args.run_disabled)
