@@ -283,9 +283,13 @@ class KinesisProducer:
             datas.append(data)
             keys.append(key)
             sizes.append(size)
+        return self._queue(keys, datas, sizes)
+
+    def _queue(self, keys: list[str], datas: list[bytes], sizes: list[int]) -> list[RecordFuture]:
+        """Queue checked records, in blocks; a future per record (see ``put_many``)."""
         futures = [RecordFuture() for _ in datas]
         # Blocks small enough to fit the buffer, so back-pressure works as it does for ``put``.
-        step = max(1, min(_MANY_BLOCK, cfg.max_buffered_bytes // (2 * max(max(sizes, default=1), 1))))
+        step = max(1, min(_MANY_BLOCK, self.config.max_buffered_bytes // (2 * max(max(sizes, default=1), 1))))
         for lo in range(0, len(datas), step):
             hi = lo + step
             try:
@@ -317,27 +321,41 @@ class KinesisProducer:
                 cond.notify_all()
 
     def put_events(self, events: Sequence[Mapping[str, Any]]) -> list[RecordFuture]:
-        """``put_event`` for many events: each checked and encoded, then ``put_many``. If one does
-        not match the schema, ``InvalidInput`` names its index and nothing is queued."""
-        records = []
+        """``put_event`` for many events: each checked and encoded, then queued as ``put_many``
+        queues records. If one does not match the schema or would be refused, ``InvalidInput``
+        names its index and nothing is queued."""
+        datas: list[bytes] = []
+        keys: list[str] = []
+        sizes: list[int] = []
         encode = self.registry.encode
         fast = not self.validate_events
+        limit = self.config.max_record_bytes
         for i, event in enumerate(events):
-            # The common event (a dict with a customer id, encoded without complaint) takes no
-            # further checks; anything else goes through ``_encode_event``, which names the problem.
+            # The common event (a dict with an ASCII customer id of 1-256 characters, encoded
+            # without complaint, within the record limit) takes no further checks; anything else
+            # goes through ``_encode_event`` and ``_checked``, which name the problem.
             if fast and type(event) is dict:
                 key = event.get("customer_id")
-                if type(key) is str and key:
+                if type(key) is str and 0 < len(key) <= 256 and key.isascii():
                     try:
-                        records.append((encode(event), key))
-                        continue
+                        data = encode(event)
                     except Exception:  # noqa: BLE001 - _encode_event below says what is wrong
                         pass
+                    else:
+                        size = len(data) + len(key)
+                        if size <= limit:
+                            datas.append(data)
+                            keys.append(key)
+                            sizes.append(size)
+                            continue
             try:
-                records.append((self._encode_event(event), event["customer_id"]))
+                data, size = self._checked(self._encode_event(event), event["customer_id"])
             except InvalidInput as exc:
                 raise InvalidInput(f"event {i}: {exc}") from None
-        return self.put_many(records)
+            datas.append(data)
+            keys.append(event["customer_id"])
+            sizes.append(size)
+        return self._queue(keys, datas, sizes)
 
     def _encode_event(self, event: Mapping[str, Any]) -> bytes:
         registry = self.registry

@@ -289,6 +289,12 @@ def test_put_many_and_put_events_refuse_a_bad_record_and_queue_nothing(server: S
         bad = dict(reg.example(), amount_cents="lots")
         with pytest.raises(InvalidInput, match="event 1: event does not match schema"):
             producer.put_events([reg.example(), bad])
+        with pytest.raises(
+            InvalidInput, match="event 1: partition key must have 1 to 256 characters, not 300"
+        ):
+            producer.put_events([reg.example(), dict(reg.example(), customer_id="c" * 300)])
+        with pytest.raises(InvalidInput, match="event 0: .*record limit"):
+            producer.put_events([dict(reg.example(), order_id="o" * 1_100_000)])
         assert producer.outstanding() == 0 and producer.stats["user_records"] == 0
         futures = producer.put_events(
             [reg.example(), dict(reg.example(), event_id="00000000-0000-4000-8000-000000000002")]
