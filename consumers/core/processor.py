@@ -130,17 +130,19 @@ class BatchProcessor:
             if seq not in carried
         ]
         batch_last = max(every) if every else None
-        if floor is not None:
+        # Lambda records holding anything above the checkpoint (``above``) go to the raw archive.
+        if floor is None or min(every) > floor:
+            # The usual batch (``every`` is never empty) lies wholly above the checkpoint: nothing to drop.
+            fresh = decoded
+            above = carried
+        else:
             fresh = [r for r in decoded if r.position > floor]
             poison = [p for p in poison if p.position > floor]
-        else:
-            fresh = decoded
+            above = {r.sequence_number for r in fresh} | {p.sequence_number for p in poison}
         stats.duplicates_delivery = len(decoded) - len(fresh)
         unique = self.event_ids.filter(fresh)
         stats.duplicates_event = len(fresh) - len(unique)
 
-        # Lambda records holding anything above the checkpoint, for the raw archive.
-        above = {r.sequence_number for r in fresh} | {p.sequence_number for p in poison}
         floor_seq = int(floor[:SEQ_WIDTH]) if floor is not None else -1
         raw_above = tuple(
             r

@@ -43,10 +43,47 @@ def encode_archive(records: Sequence[Mapping[str, Any]]) -> bytes:
         >>> list(decode_archive(encode_archive([rec]))) == [rec]
         True
     """
-    lines = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records)
+    lines = "".join([_line(r) for r in records])
     # Level 1: the archive is mostly base64 of already compact Avro, where higher levels gain
     # little size for several times the CPU (it was the lake writer's largest single cost).
     return gzip.compress(lines.encode("utf-8"), compresslevel=1, mtime=0)
+
+
+# Written in place of a record's data first, in the text ``"\u0000data\u0000"``; a record whose
+# other text holds the same is told apart by counting (``_line``).
+_MARK = "\x00data\x00"
+_QUOTED_MARK = json.dumps(_MARK)
+_BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def _line(record: Mapping[str, Any]) -> str:
+    """``record`` as one compact JSON line (``ensure_ascii=False``), newline included.
+
+    A Lambda record is mostly its base64 ``data``, which holds nothing JSON escapes, yet
+    ``json.dumps`` checks every character of it: that check took a fifth of the archive's CPU
+    (gzip takes the rest). So the rest of the record is dumped with a mark in place of the data
+    and the data is copied in where the mark is. Data that is anything but base64 text, or a
+    record whose own text holds the mark, is dumped whole: the line is the same either way.
+
+    Example:
+        >>> _line({"kinesis": {"data": "AA=="}, "eventID": "s:7"})
+        '{"kinesis":{"data":"AA=="},"eventID":"s:7"}\\n'
+    """
+    kinesis: Any = record.get("kinesis")
+    data = kinesis.get("data") if type(kinesis) is dict else None
+    if (
+        type(record) is dict
+        and type(data) is str
+        and data.isascii()
+        and not data.encode("ascii").translate(None, _BASE64)
+    ):
+        text = json.dumps(
+            {**record, "kinesis": {**kinesis, "data": _MARK}}, separators=(",", ":"), ensure_ascii=False
+        )
+        parts = text.split(_QUOTED_MARK)
+        if len(parts) == 2:
+            return f'{parts[0]}"{data}"{parts[1]}\n'
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def decode_archive(body: bytes) -> Iterator[dict[str, Any]]:

@@ -84,10 +84,17 @@ class LakeSink:
     def plan(self, shard_id: str, records: Sequence[UserRecord]) -> dict[str, list[UserRecord]]:
         """Object key → the records it will hold, one object per event hour."""
         # Grouped by hours since the epoch first (one integer division per event), then named.
+        # Events of one hour come in long runs, so the dict is only consulted when the hour changes.
         by_hour: dict[Any, list[UserRecord]] = {}
+        last: Any = None
+        group: list[UserRecord] = []
         for r in records:
             t = r.event["event_time"]
-            by_hour.setdefault(t // 3_600_000 if type(t) is int else _hour(t), []).append(r)
+            hour = t // 3_600_000 if type(t) is int else _hour(t)
+            if hour != last:
+                group = by_hour.setdefault(hour, [])
+                last = hour
+            group.append(r)
         groups: dict[tuple[int, int, int, int], list[UserRecord]] = {}
         for key, recs in by_hour.items():
             hour = _utc_hour(key) if type(key) is int else key
@@ -119,7 +126,8 @@ class LakeSink:
         """The container file for ``records``; byte-identical for the same key and records."""
         return write_container(
             self.schema,
-            [self._body(r) for r in records],
+            # The body at hand, without a call per record; events without one are encoded.
+            [body if (body := r.body) is not None else self._body(r) for r in records],
             self.codec,
             sync_marker=hashlib.md5(key.encode()).digest(),
             metadata={

@@ -38,7 +38,9 @@ class Delta:
         elif kind == "REFUNDED":
             self.paid_cents -= int(event["amount_cents"])
         self.last_event_type = kind
-        self.last_event_time = _millis(event["event_time"])
+        # Decoded events carry epoch milliseconds already: the common case without a call.
+        t = event["event_time"]
+        self.last_event_time = t if type(t) is int else _millis(t)
 
 
 def expected_state(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int | str]]:

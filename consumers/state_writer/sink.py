@@ -96,8 +96,9 @@ class StateSink:
 
     def _values(self, pending: Sequence[UserRecord]) -> dict[str, Any]:
         delta = Delta()
+        add = delta.add
         for r in pending:
-            delta.add(r.event)
+            add(r.event)
         return {
             ":e": {"N": str(delta.events)},
             ":c": {"N": str(delta.orders_created)},

@@ -6,6 +6,9 @@ import gzip
 import json
 from typing import Any
 
+from hypothesis import example, given
+from hypothesis import strategies as st
+
 from consumers.lake_writer.archive import archive_key, decode_archive, encode_archive, read_archive
 from pipeline.settings import Settings
 from tests.consumers.helpers import client
@@ -33,6 +36,43 @@ def test_archive_bytes_are_gzip_json_lines_and_identical_for_the_same_records() 
     lines = gzip.decompress(body).decode().splitlines()
     assert [json.loads(line) for line in lines] == records
     assert list(decode_archive(body)) == records
+
+
+def _dumped(records: list[Any]) -> bytes:
+    """The archive's bytes as its contract words them: gzip level 1, mtime 0, of ``json.dumps`` lines."""
+    lines = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records)
+    return gzip.compress(lines.encode("utf-8"), compresslevel=1, mtime=0)
+
+
+_MARK = "\x00data\x00"  # the text the archive writes in place of the data first
+_texts = st.one_of(
+    st.text(),
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="),
+    st.sampled_from(["", "AA==", _MARK, 'A"B', "A\\B", "A\nB", "é", "\x7f"]),
+)
+_values = st.one_of(_texts, st.integers(), st.floats(allow_nan=False), st.none(), st.booleans())
+
+
+@given(
+    data=st.one_of(_texts, _values),
+    kinesis_extra=st.dictionaries(_texts, _values, max_size=3),
+    extra=st.dictionaries(
+        _texts, st.one_of(_values, st.dictionaries(_texts, _values, max_size=2)), max_size=3
+    ),
+    kinesis_is_a_dict=st.booleans(),
+)
+@example(data="AA==", kinesis_extra={}, extra={_MARK: 1}, kinesis_is_a_dict=True)
+@example(data="AA==", kinesis_extra={"x": _MARK}, extra={}, kinesis_is_a_dict=True)
+@example(data='A"==', kinesis_extra={}, extra={}, kinesis_is_a_dict=True)
+def test_archive_bytes_equal_json_dumps_lines_whatever_the_records_hold(
+    data: Any, kinesis_extra: dict[str, Any], extra: dict[str, Any], kinesis_is_a_dict: bool
+) -> None:
+    # The data is copied into the line rather than dumped when it is base64 text: the bytes must
+    # be those of json.dumps for any data, and for records whose other text holds the mark.
+    kinesis = {"sequenceNumber": "7", "data": data, **kinesis_extra} if kinesis_is_a_dict else data
+    record = {**extra, "kinesis": kinesis}
+    records = [record, _record(9)]
+    assert encode_archive(records) == _dumped(records)
 
 
 def test_archive_key_names_shard_and_first_and_last_sequence_numbers() -> None:
