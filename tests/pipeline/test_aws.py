@@ -200,12 +200,21 @@ def test_a_raw_blobs_client_returns_the_base64_text_kinesis_sent(settings: Setti
     kinesis.get_waiter("stream_exists").wait(StreamName="raw")
     data = bytes(range(256)) * 3 + b"\xff"
     kinesis.put_record(StreamName="raw", Data=data, PartitionKey="k")
+    # More records, one under a partition key that reads like the data's key (``records_json``).
+    kinesis.put_records(
+        StreamName="raw",
+        Records=[{"Data": b"x" * 70_000, "PartitionKey": "Data"}, {"Data": b"y", "PartitionKey": "z"}],
+    )
     shard = kinesis.list_shards(StreamName="raw")["Shards"][0]["ShardId"]
     records = {}
     for raw in (False, True):
         c = aws.client("kinesis", settings, raw_blobs=raw)
         it = c.get_shard_iterator(StreamName="raw", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
-        records[raw] = c.get_records(ShardIterator=it["ShardIterator"])["Records"][0]
+        got = c.get_records(ShardIterator=it["ShardIterator"])["Records"]
+        assert len(got) == 3
+        assert [r["PartitionKey"] for r in got] == ["k", "Data", "z"]
+        assert [base64.b64decode(r["Data"]) if raw else r["Data"] for r in got[1:]] == [b"x" * 70_000, b"y"]
+        records[raw] = got[0]
     assert records[False]["Data"] == data
     assert records[True]["Data"] == base64.b64encode(data).decode()
     assert {k: v for k, v in records[True].items() if k != "Data"} == {
@@ -215,6 +224,20 @@ def test_a_raw_blobs_client_returns_the_base64_text_kinesis_sent(settings: Setti
     assert record_size(records[True]) == record_size(records[False])
     args = ("shardId-000000000000", "arn:s", "us-east-1", "arn:r")
     assert lambda_record(records[True], *args) == lambda_record(records[False], *args)
+
+
+def test_s3_bodies_over_plain_http_are_not_hashed_into_the_signature(settings: Settings) -> None:
+    """As over HTTPS, where a body with a checksum is not signed: the local stack signs as AWS is."""
+    s3 = aws.client("s3", settings)
+    sent: list[Any] = []
+    s3.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append(request.headers))
+    s3.create_bucket(Bucket="signing")
+    s3.put_object(Bucket="signing", Key="k", Body=b"body" * 1000)
+    assert s3.get_object(Bucket="signing", Key="k")["Body"].read() == b"body" * 1000
+    assert sent[0]["X-Amz-Content-SHA256"] == b"UNSIGNED-PAYLOAD"
+    assert any(h.lower().startswith("x-amz-checksum-") or h == "Content-MD5" for h in sent[0])
+    plain = aws.client("dynamodb", settings)  # other services keep botocore's signing
+    assert plain.meta.config.s3 is None
 
 
 @pytest.mark.parametrize("n", range(7))
