@@ -72,9 +72,9 @@ def produce(
     shown = 0
     with KinesisProducer(settings.stream_name, settings, validate_events=validate) as producer:
         for block in _blocks(itertools.islice(source, max(count, 0)), size):
-            # The futures are not kept: the producer counts failures and keeps the last stored
-            # position per shard itself (per Kinesis record rather than per user record).
-            producer.put_events(block)
+            # No futures: the producer counts failures and keeps the last stored position per
+            # shard itself (per Kinesis record rather than per user record).
+            producer.put_events(block, results=False)
             done += len(block)
             if rate > 0:
                 ahead = done / rate - (time.monotonic() - started)

@@ -251,7 +251,7 @@ class KinesisProducer:
             )
         return data, size
 
-    def put_many(self, records: Sequence[tuple[bytes, str]]) -> list[RecordFuture]:
+    def put_many(self, records: Sequence[tuple[bytes, str]], *, results: bool = True) -> list[RecordFuture]:
         """Queue many ``(data, partition_key)`` user records at once; a future per record.
 
         The same records, aggregates and results as calling ``put`` for each in order, for a
@@ -260,6 +260,11 @@ class KinesisProducer:
         ``InvalidInput`` names its index and nothing is queued. Explicit hash keys take ``put``.
         If the buffer stays full, ``BackpressureTimeout`` is raised with ``queued``: the futures of
         the records already queued by this call (the earlier blocks).
+
+        ``results=False`` makes no futures (the list returned is empty): for a caller that learns
+        the outcome from ``stats``, ``first_error`` and ``last_positions()`` alone, as ``pipeline
+        produce`` does. A future and its settling cost about as much as aggregating the record,
+        and a record without one holds nothing the cyclic collector has to scan while it waits.
         """
         cfg = self.config
         datas: list[bytes] = []
@@ -283,11 +288,15 @@ class KinesisProducer:
             datas.append(data)
             keys.append(key)
             sizes.append(size)
-        return self._queue(keys, datas, sizes)
+        return self._queue(keys, datas, sizes, results)
 
-    def _queue(self, keys: list[str], datas: list[bytes], sizes: list[int]) -> list[RecordFuture]:
-        """Queue checked records, in blocks; a future per record (see ``put_many``)."""
-        futures = [RecordFuture() for _ in datas]
+    def _queue(
+        self, keys: list[str], datas: list[bytes], sizes: list[int], results: bool
+    ) -> list[RecordFuture]:
+        """Queue checked records, in blocks; a future per record unless not ``results``."""
+        futures: list[RecordFuture | None] = (
+            [RecordFuture() for _ in datas] if results else [None] * len(datas)
+        )
         # Blocks small enough to fit the buffer, so back-pressure works as it does for ``put``.
         step = max(1, min(_MANY_BLOCK, self.config.max_buffered_bytes // (2 * max(max(sizes, default=1), 1))))
         for lo in range(0, len(datas), step):
@@ -296,12 +305,12 @@ class KinesisProducer:
                 self._put_block(keys[lo:hi], datas[lo:hi], sizes[lo:hi], futures[lo:hi])
             except BackpressureTimeout as exc:
                 # The blocks before this one are queued: hand their futures over with the error.
-                exc.queued = futures[:lo]  # type: ignore[attr-defined]
+                exc.queued = futures[:lo] if results else []  # type: ignore[attr-defined]
                 raise
-        return futures
+        return futures if results else []  # type: ignore[return-value]
 
     def _put_block(
-        self, keys: list[str], datas: list[bytes], sizes: list[int], futures: list[RecordFuture]
+        self, keys: list[str], datas: list[bytes], sizes: list[int], futures: list[RecordFuture | None]
     ) -> None:
         cfg = self.config
         cond = self._cond
@@ -320,10 +329,10 @@ class KinesisProducer:
             elif len(self.aggregator.open) > before and now + cfg.record_max_buffered_time < self._wake_at:
                 cond.notify_all()
 
-    def put_events(self, events: Sequence[Mapping[str, Any]]) -> list[RecordFuture]:
+    def put_events(self, events: Sequence[Mapping[str, Any]], *, results: bool = True) -> list[RecordFuture]:
         """``put_event`` for many events: each checked and encoded, then queued as ``put_many``
-        queues records. If one does not match the schema or would be refused, ``InvalidInput``
-        names its index and nothing is queued."""
+        queues records (``results`` as there). If one does not match the schema or would be
+        refused, ``InvalidInput`` names its index and nothing is queued."""
         datas: list[bytes] = []
         keys: list[str] = []
         sizes: list[int] = []
@@ -355,7 +364,7 @@ class KinesisProducer:
             datas.append(data)
             keys.append(event["customer_id"])
             sizes.append(size)
-        return self._queue(keys, datas, sizes)
+        return self._queue(keys, datas, sizes, results)
 
     def _encode_event(self, event: Mapping[str, Any]) -> bytes:
         registry = self.registry
@@ -629,7 +638,7 @@ class KinesisProducer:
                 seen(shard, seq, max(keep, default=-1))
                 for sub, rec in enumerate(kr.records):
                     if sub in keep:
-                        settles.append((rec, (shard, seq, sub, rec.future.attempts + 1)))
+                        settles.append((rec, (shard, seq, sub, _attempts(rec) + 1)))
                         waited = started - rec.arrival
                         buffered_total += waited
                         if waited > buffered_max:
@@ -642,10 +651,14 @@ class KinesisProducer:
                 settles.append((rec, PutFailed(f"record with partition key {rec.partition_key!r}: {why}")))
         ttl = self.config.record_ttl
         for kr in outcome.retry:
+            if any(rec.future is None for rec in kr.records):
+                kr = _with_futures(kr)  # attempts are counted on futures from now on
             attempts = 0
             for rec in kr.records:
-                rec.future.attempts += 1
-                attempts = max(attempts, rec.future.attempts)
+                fut = rec.future
+                assert fut is not None  # every record has one now
+                fut.attempts += 1
+                attempts = max(attempts, fut.attempts)
             due = now + self.retrier.delay(attempts)
             if kr.oldest_arrival + ttl > due:
                 retry_groups.append((due, kr))
@@ -751,6 +764,19 @@ class KinesisProducer:
 def _expired(rec: UserRecord, ttl: float, now: float) -> RecordExpired:
     return RecordExpired(
         f"record with partition key {rec.partition_key!r} not stored within record_ttl={ttl:g} s "
-        f"({rec.future.attempts} failed attempts, {now - rec.arrival:.1f} s after put); "
+        f"({_attempts(rec)} failed attempts, {now - rec.arrival:.1f} s after put); "
         f"the stream may be throttled or unreachable: add shards, slow down, or raise record_ttl"
     )
+
+
+def _attempts(rec: UserRecord) -> int:
+    """Failed PutRecords attempts of a record (counted on its future; none made without one)."""
+    return 0 if rec.future is None else rec.future.attempts
+
+
+def _with_futures(kr: KinesisRecord) -> KinesisRecord:
+    """``kr`` with a future for each of its records that has none, to count its attempts."""
+    records = tuple(
+        rec if rec.future is not None else rec._replace(future=RecordFuture()) for rec in kr.records
+    )
+    return replace(kr, records=records)

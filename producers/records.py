@@ -30,7 +30,7 @@ class UserRecord(NamedTuple):
     explicit_hash_key: str | None
     size: int  # data + UTF-8 partition key: what Kinesis counts against its limits
     arrival: float  # time.monotonic() when put
-    future: RecordFuture
+    future: RecordFuture | None  # None when put without results (``put_many(results=False)``)
 
     def hash_key(self) -> int:
         """The 128-bit value that picks this record's shard."""
@@ -72,7 +72,7 @@ def new_user_record(
     explicit_hash_key: str | None,
     size: int,
     arrival: float,
-    future: RecordFuture,
+    future: RecordFuture | None,
 ) -> UserRecord:
     """``UserRecord(...)`` for the put hot path, without the named tuple's keyword handling."""
     return _tuple_new(UserRecord, (partition_key, data, explicit_hash_key, size, arrival, future))
@@ -158,13 +158,14 @@ class RecordFuture:
 Settlement = PutResult | BaseException | tuple[str, str, int, int]
 
 
-def settle(futures: list[RecordFuture], outcomes: Sequence[Settlement]) -> None:
-    """Settle many futures at once (one lock round trip), then wake waiters and run callbacks."""
+def settle(futures: Sequence[RecordFuture | None], outcomes: Sequence[Settlement]) -> None:
+    """Settle many futures at once (one lock round trip), then wake waiters and run callbacks.
+    A record put without results has None for its future: there is nothing to settle."""
     events = []
     callbacks = []
     with _WAIT_LOCK:
         for fut, outcome in zip(futures, outcomes, strict=True):
-            if fut._done:
+            if fut is None or fut._done:
                 continue
             if isinstance(outcome, PutResult):
                 fut._result = outcome
@@ -208,7 +209,7 @@ def settle_stored(landed: Sequence[tuple[KinesisRecord, str, str]]) -> tuple[int
                 fut = rec.future
                 size += rec.size
                 arrivals += rec.arrival
-                if not fut._done:
+                if fut is not None and not fut._done:
                     fut._where = (shard, seq, sub, fut.attempts + 1)
                     fut._done = True
                     if fut._event is not None:

@@ -279,6 +279,61 @@ def test_stale_shard_map_is_refreshed_and_misplaced_sub_records_sent_again():
     check_results(fake, futures, records)
 
 
+def test_records_put_without_results_are_retried_stored_and_counted():
+    """``results=False``: no futures; the records are retried like any (their attempts counted on
+    futures made at the first retry) and the statistics and last positions tell the outcome."""
+
+    def answer(entry, call):
+        return "ProvisionedThroughputExceededException" if call < 3 else None
+
+    fake = FakeKinesis(even_shards(2), answer=answer)
+    records = [(b"v%d" % i, f"k{i}") for i in range(300)]
+    with producer(fake, retry_base_delay=0.001, retry_max_delay=0.01) as p:
+        assert p.put_many(records, results=False) == []
+        assert p.put_events([], results=False) == []
+    stored = fake.user_records()
+    assert sorted((r.data, r.partition_key) for *_, r in stored) == sorted(records)
+    assert p.stats["stored"] == 300 and p.stats["failed"] == 0 and p.stats["retries"] >= 1
+    last: dict[str, tuple[int, int]] = {}
+    for shard, seq, sub, _ in stored:
+        last[shard] = max(last.get(shard, (0, 0)), (int(seq), sub))
+    assert p.last_positions() == last and p.outstanding() == 0
+
+
+def test_records_put_without_results_expire_with_the_attempts_they_took():
+    fake = FakeKinesis(even_shards(1), answer=lambda entry, call: "InternalFailure")
+    with producer(fake, record_ttl=0.2, retry_base_delay=0.01, retry_max_delay=0.02) as p:
+        p.put_many([(b"x", f"k{i}") for i in range(20)], results=False)
+    assert p.stats["expired"] == 20 and p.stats["failed"] == 20 and p.outstanding() == 0
+    assert p.first_error is not None and "record_ttl" in p.first_error
+    attempts = int(p.first_error.split("(")[1].split(" failed attempts")[0])
+    assert attempts >= 1
+
+
+def test_records_put_without_results_follow_a_split_shard():
+    half = MAX // 2
+    children = [ShardRange("shardId-1", 0, half - 1), ShardRange("shardId-2", half, MAX - 1)]
+    fake = FakeKinesis(children)
+    maps = [[ShardRange("shardId-0", 0, MAX - 1)]]
+
+    def list_shards():
+        return maps.pop() if maps else children
+
+    records = [(b"e%d" % i, f"k{i}") for i in range(400)]
+    with KinesisProducer(
+        "s", put_records=fake.put_records, list_shards=list_shards, shard_map_refresh_interval=3600
+    ) as p:
+        p.put_many(records, results=False)
+    by_id = {s.shard_id: s for s in children}
+    owned = {
+        (r.data, r.partition_key)
+        for shard, _, _, r in fake.user_records()
+        if hash_key(r.partition_key) in by_id[shard]
+    }
+    assert owned == set(records)
+    assert p.stats["mispredicted"] >= 1 and p.stats["stored"] == 400 and p.stats["failed"] == 0
+
+
 def test_done_callbacks_run_and_may_put_again():
     fake = FakeKinesis(even_shards(1))
     seen = []
