@@ -45,8 +45,24 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     return 0.0
 
 
+CALIBRATION_STEPS = 10_000
+
+
+def _calibrate() -> tuple[float, float]:
+    """(thread CPU ns per step, CPU s taken) of a fixed pure-Python loop: how fast the machine runs
+    Python at the moment. This machine's speed moves by up to 2x from minute to minute (other
+    tenants of its host), and every CPU figure of the run moves with it."""
+    started = time.thread_time_ns()
+    total = 0
+    for i in range(CALIBRATION_STEPS):
+        total += i * i % 7
+    spent = time.thread_time_ns() - started
+    return spent / CALIBRATION_STEPS, spent / 1e9
+
+
 class Sampler(threading.Thread):
-    """Samples CPU and memory of the processes every second, and the consumers' lag."""
+    """Samples CPU and memory of the processes every second, the consumers' lag and the machine's
+    speed (``_calibrate``; its few milliseconds a second are taken out of the producer's CPU)."""
 
     def __init__(self, pids: dict[str, int], runner_pid: int, settings: Any) -> None:
         super().__init__(daemon=True)
@@ -56,6 +72,8 @@ class Sampler(threading.Thread):
         self.samples: list[dict[str, Any]] = []
         self.worker_cpu: dict[int, float] = {}
         self.worker_peak: dict[int, float] = {}
+        self.calibration: list[float] = []
+        self.calibration_cpu = 0.0
         self.stop_event = threading.Event()
 
     def run(self) -> None:
@@ -66,7 +84,10 @@ class Sampler(threading.Thread):
             for w in children(self.runner_pid):
                 self.worker_cpu[w] = max(self.worker_cpu.get(w, 0.0), _cpu_seconds(w))
                 self.worker_peak[w] = max(self.worker_peak.get(w, 0.0), _rss_mb(w))
-            row: dict[str, Any] = {"t": round(time.monotonic() - t0, 1)}
+            ns, spent = _calibrate()
+            self.calibration.append(ns)
+            self.calibration_cpu += spent
+            row: dict[str, Any] = {"t": round(time.monotonic() - t0, 1), "calibration_ns": round(ns, 1)}
             for name, pid in self.pids.items():
                 row[f"{name}_rss_mb"] = round(_rss_mb(pid), 1)
             try:
@@ -192,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         runner_cpu0 = _cpu_seconds(runner.pid)
         server_cpu0 = _cpu_seconds(server.proc.pid)
         sampler.samples.clear()
+        sampler.calibration.clear()
+        calibration_cpu0 = sampler.calibration_cpu
         measure_from = time.time()
         cpu0 = _cpu_seconds(os.getpid())
         t0 = time.monotonic()
@@ -209,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         last.update(produced["last_positions"])
         pstats = {k: v for k, v in produced.items() if k not in ("last_positions", "first_error")}
         produce_s = time.monotonic() - t0
-        producer_cpu = _cpu_seconds(os.getpid()) - cpu0
+        producer_cpu = _cpu_seconds(os.getpid()) - cpu0 - (sampler.calibration_cpu - calibration_cpu0)
         if not wait_for_consumers(settings, last, ["lake-writer", "state-writer"], args.timeout):
             print("load: consumers did not catch up in time")
             return 1
@@ -264,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                 "ours_total": round(ours / args.events * 1e6, 1),
                 "emulator_moto_server": round(server_cpu / args.events * 1e6, 1),
             },
+            # The machine's speed while measuring: every figure above moves with it.
+            "calibration_ns_per_step": _spread(sampler.calibration),
             "peak_rss_mb": {
                 "producer": round(producer_peak, 1),
                 "esm_runner": round(_rss_mb(runner.pid, "VmHWM"), 1),
@@ -302,6 +327,18 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(runner.pid, signal.SIGKILL)
         server.stop()
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    """Median, least and most of ``values`` (empty when there are none)."""
+    if not values:
+        return {}
+    return {"median": round(_median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
 
 
 def _growth(samples: list[dict[str, Any]]) -> dict[str, float]:
