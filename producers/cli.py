@@ -59,8 +59,11 @@ def produce(
     ``first_error``) and ``last_positions`` (shard -> (sequence number, sub-sequence)).
     """
     from pipeline.events import generate
+    from pipeline.memory import release_large_blocks
     from producers.producer import KinesisProducer
 
+    # PutRecords bodies of up to 5 MB are made and freed all along (see pipeline.memory).
+    release_large_blocks()
     source: Iterable[Mapping[str, Any]] = (
         generate(count, customers=customers, seed=seed) if events is None else events
     )
