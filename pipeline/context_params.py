@@ -5,9 +5,9 @@ service's rules: for DynamoDB's TransactWriteItems that is ``ResourceArnList``,
 ``TransactItems[*].[ConditionCheck.TableName, Put.TableName, Delete.TableName,
 Update.TableName][]``, searched by jmespath's tree-walking interpreter over the whole request.
 For a 100-action transaction that walk cost the state writer more client CPU than serialising and
-signing the request. ``compile_path`` turns the expression jmespath parsed into nested Python
-closures that compute the same value (``tests/pipeline/test_context_params.py`` compares them with
-``jmespath.search``); expressions with a node type outside the handled subset keep jmespath's
+signing the request. ``compile_path`` turns the expression jmespath parsed into the source of one
+Python function that computes the same value (``tests/pipeline/test_context_params.py`` compares
+them with ``jmespath.search``); expressions with a node type outside the handled subset keep jmespath's
 own search. ``install`` puts the compiled paths in a client's endpoint resolver.
 
 Example:
@@ -36,117 +36,90 @@ class _Unsupported(Exception):
 def compile_path(expression: str) -> Path:
     """A function ``value -> jmespath.search(expression, value)``."""
     parsed = jmespath.compile(expression)
+    source = _Source()
     try:
-        return _compile(parsed.parsed)
+        result = source.node(parsed.parsed, "value", "    ")
     except _Unsupported:
         return parsed.search
+    code = "def path(value):\n" + "\n".join(source.lines) + f"\n    return {result}\n"
+    namespace: dict[str, Any] = {"_call": _FUNCTIONS.call_function, "_field": _field, **source.consts}
+    exec(compile(code, f"<context parameter {expression!r}>", "exec"), namespace)  # noqa: S102 - from jmespath's parse
+    return namespace["path"]  # type: ignore[no-any-return]
 
 
-def _compile(node: dict[str, Any]) -> Path:
-    kind = node["type"]
-    children = [c for c in node.get("children", []) if isinstance(c, dict)]
-    if kind == "field":
-        return _field(node["value"])
-    if kind in ("identity", "current"):
-        return _identity
-    if kind in ("subexpression", "index_expression", "pipe"):
-        return _chain([_compile(c) for c in children])
-    if kind == "projection":
-        return _projection(_compile(children[0]), _compile(children[1]))
-    if kind == "flatten":
-        return _flatten(_compile(children[0]))
-    if kind == "multi_select_list":
-        return _multi_select([_compile(c) for c in children])
-    if kind == "index":
-        return _index(node["value"])
-    if kind == "literal":
-        value = node["value"]
-        return lambda _: value
-    if kind == "function_expression":
-        return _function(node["value"], [_compile(c) for c in children])
-    raise _Unsupported(kind)
+class _Source:
+    """Python statements computing a jmespath expression, one node at a time, into variables.
 
+    Each node's value is computed where its parent needs it, so the whole path is one function with
+    its loops inline: no call per node and per value, which is what a 100-action transaction's
+    table names cost as nested closures."""
 
-def _identity(value: Any) -> Any:
-    return value
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.consts: dict[str, Any] = {}
+        self.count = 0
 
+    def _var(self) -> str:
+        self.count += 1
+        return f"v{self.count}"
 
-def _field(name: str) -> Path:
-    def field(value: Any) -> Any:
-        try:
-            return value.get(name)
-        except AttributeError:
-            return None
-
-    return field
-
-
-def _chain(parts: list[Path]) -> Path:
-    def chain(value: Any) -> Any:
-        for part in parts:
-            value = part(value)
-        return value
-
-    return chain
-
-
-def _projection(base: Path, each: Path) -> Path:
-    def projection(value: Any) -> Any:
-        items = base(value)
-        if not isinstance(items, list):
-            return None
-        out = []
-        for item in items:
-            got = each(item)
-            if got is not None:
-                out.append(got)
+    def node(self, node: dict[str, Any], src: str, ind: str) -> str:
+        """Statements (at indent ``ind``) computing ``node`` applied to the value in variable
+        ``src``; returns the variable that holds the result."""
+        kind = node["type"]
+        children = [c for c in node.get("children", []) if isinstance(c, dict)]
+        out = self._var()
+        add = self.lines.append
+        if kind == "field":
+            # Most values are dicts or None (an action kind absent from a transaction item);
+            # anything else answers ``get`` or is not a mapping (None), as jmespath has it.
+            add(f"{ind}if type({src}) is dict:\n{ind}    {out} = {src}.get({node['value']!r})")
+            add(f"{ind}elif {src} is None:\n{ind}    {out} = None\n{ind}else:")
+            add(f"{ind}    {out} = _field({src}, {node['value']!r})")
+        elif kind in ("identity", "current"):
+            return src
+        elif kind in ("subexpression", "index_expression", "pipe"):
+            for child in children:
+                src = self.node(child, src, ind)
+            return src
+        elif kind == "projection":
+            base = self.node(children[0], src, ind)
+            item = self._var()
+            add(f"{ind}if not isinstance({base}, list):\n{ind}    {out} = None\n{ind}else:")
+            add(f"{ind}    {out} = []\n{ind}    for {item} in {base}:")
+            got = self.node(children[1], item, ind + "        ")
+            add(f"{ind}        if {got} is not None:\n{ind}            {out}.append({got})")
+        elif kind == "flatten":
+            base = self.node(children[0], src, ind)
+            item = self._var()
+            add(f"{ind}if not isinstance({base}, list):\n{ind}    {out} = None\n{ind}else:")
+            add(f"{ind}    {out} = []\n{ind}    for {item} in {base}:")
+            add(f"{ind}        if isinstance({item}, list):\n{ind}            {out}.extend({item})")
+            add(f"{ind}        else:\n{ind}            {out}.append({item})")
+        elif kind == "multi_select_list":
+            add(f"{ind}if {src} is None:\n{ind}    {out} = None\n{ind}else:")
+            parts = [self.node(child, src, ind + "    ") for child in children]
+            add(f"{ind}    {out} = [{', '.join(parts)}]")
+        elif kind == "index":
+            add(f"{ind}if not isinstance({src}, list):\n{ind}    {out} = None\n{ind}else:")
+            add(f"{ind}    try:\n{ind}        {out} = {src}[{int(node['value'])}]")
+            add(f"{ind}    except IndexError:\n{ind}        {out} = None")
+        elif kind == "literal":
+            self.consts[f"_{out}"] = node["value"]
+            add(f"{ind}{out} = _{out}")
+        elif kind == "function_expression":
+            args = [self.node(child, src, ind) for child in children]
+            add(f"{ind}{out} = _call({node['value']!r}, [{', '.join(args)}])")
+        else:
+            raise _Unsupported(kind)
         return out
 
-    return projection
 
-
-def _flatten(base: Path) -> Path:
-    def flatten(value: Any) -> Any:
-        items = base(value)
-        if not isinstance(items, list):
-            return None
-        out: list[Any] = []
-        for item in items:
-            if isinstance(item, list):
-                out.extend(item)
-            else:
-                out.append(item)
-        return out
-
-    return flatten
-
-
-def _multi_select(parts: list[Path]) -> Path:
-    def multi_select(value: Any) -> Any:
-        if value is None:
-            return None
-        return [part(value) for part in parts]
-
-    return multi_select
-
-
-def _index(i: int) -> Path:
-    def index(value: Any) -> Any:
-        if not isinstance(value, list):
-            return None
-        try:
-            return value[i]
-        except IndexError:
-            return None
-
-    return index
-
-
-def _function(name: str, args: list[Path]) -> Path:
-    def function(value: Any) -> Any:
-        return _FUNCTIONS.call_function(name, [arg(value) for arg in args])
-
-    return function
+def _field(value: Any, name: str) -> Any:
+    try:
+        return value.get(name)
+    except AttributeError:
+        return None
 
 
 def _none(_: Any) -> None:
