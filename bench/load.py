@@ -335,10 +335,17 @@ def _median(values: list[float]) -> float:
 
 
 def _spread(values: list[float]) -> dict[str, float]:
-    """Median, least and most of ``values`` (empty when there are none)."""
+    """Median, least and most of ``values``, and the share of them over 1.5x the least: the part of
+    the run the machine spent in a slow state (empty when there are none)."""
     if not values:
         return {}
-    return {"median": round(_median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
+    least = min(values)
+    return {
+        "median": round(_median(values), 1),
+        "min": round(least, 1),
+        "max": round(max(values), 1),
+        "slow_share": round(sum(1 for v in values if v > 1.5 * least) / len(values), 2),
+    }
 
 
 def _growth(samples: list[dict[str, Any]]) -> dict[str, float]:
