@@ -282,13 +282,20 @@ class KinesisProducer:
                     sizes.append(size)
                     continue
             try:
-                data, size = self._checked(data, key)
+                self._add_checked(datas, keys, sizes, data, key)
             except InvalidInput as exc:
                 raise InvalidInput(f"record {i}: {exc}") from None
-            datas.append(data)
-            keys.append(key)
-            sizes.append(size)
         return self._queue(keys, datas, sizes, results)
+
+    def _add_checked(
+        self, datas: list[bytes], keys: list[str], sizes: list[int], data: Any, key: Any
+    ) -> None:
+        """Add a record the inline check did not take to the columns, through ``_checked``, which
+        raises ``InvalidInput`` naming the problem."""
+        checked, size = self._checked(data, key)
+        datas.append(checked)
+        keys.append(key)
+        sizes.append(size)
 
     def _queue(
         self, keys: list[str], datas: list[bytes], sizes: list[int], results: bool
@@ -358,12 +365,9 @@ class KinesisProducer:
                             sizes.append(size)
                             continue
             try:
-                data, size = self._checked(self._encode_event(event), event["customer_id"])
+                self._add_checked(datas, keys, sizes, self._encode_event(event), event["customer_id"])
             except InvalidInput as exc:
                 raise InvalidInput(f"event {i}: {exc}") from None
-            datas.append(data)
-            keys.append(event["customer_id"])
-            sizes.append(size)
         return self._queue(keys, datas, sizes, results)
 
     def _encode_event(self, event: Mapping[str, Any]) -> bytes:

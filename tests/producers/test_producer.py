@@ -256,9 +256,9 @@ def test_many_threads_put_at_once():
     assert Counter(rec.data for _, _, _, rec in fake.user_records()).most_common(1)[0][1] == 1
 
 
-def test_stale_shard_map_is_refreshed_and_misplaced_sub_records_sent_again():
-    """After a split the producer's map is stale: aggregates land on a child shard that does not
-    own all their sub-records. KCL readers would drop those, so they are put again."""
+def stale_map_producer() -> tuple[KinesisProducer, FakeKinesis, dict[str, ShardRange]]:
+    """A producer whose first shard map (one shard) is stale: the stream was split in two, which
+    it learns only when aggregates land on a child shard. Also the fake and the children by id."""
     half = MAX // 2
     children = [ShardRange("shardId-1", 0, half - 1), ShardRange("shardId-2", half, MAX - 1)]
     fake = FakeKinesis(children)
@@ -267,12 +267,19 @@ def test_stale_shard_map_is_refreshed_and_misplaced_sub_records_sent_again():
     def list_shards():
         return maps.pop() if maps else children
 
-    records = [(b"e%d" % i, f"k{i}") for i in range(400)]
-    with KinesisProducer(
+    p = KinesisProducer(
         "s", put_records=fake.put_records, list_shards=list_shards, shard_map_refresh_interval=3600
-    ) as p:
+    )
+    return p, fake, {s.shard_id: s for s in children}
+
+
+def test_stale_shard_map_is_refreshed_and_misplaced_sub_records_sent_again():
+    """After a split the producer's map is stale: aggregates land on a child shard that does not
+    own all their sub-records. KCL readers would drop those, so they are put again."""
+    records = [(b"e%d" % i, f"k{i}") for i in range(400)]
+    p, fake, by_id = stale_map_producer()
+    with p:
         futures = [p.put(d, k) for d, k in records]
-    by_id = {s.shard_id: s for s in children}
     for fut, (_, pk) in zip(futures, records, strict=True):
         assert hash_key(pk) in by_id[fut.result().shard_id]
     assert p.stats["mispredicted"] >= 1 and p.stats["shard_map_refreshes"] >= 1
@@ -311,20 +318,10 @@ def test_records_put_without_results_expire_with_the_attempts_they_took():
 
 
 def test_records_put_without_results_follow_a_split_shard():
-    half = MAX // 2
-    children = [ShardRange("shardId-1", 0, half - 1), ShardRange("shardId-2", half, MAX - 1)]
-    fake = FakeKinesis(children)
-    maps = [[ShardRange("shardId-0", 0, MAX - 1)]]
-
-    def list_shards():
-        return maps.pop() if maps else children
-
     records = [(b"e%d" % i, f"k{i}") for i in range(400)]
-    with KinesisProducer(
-        "s", put_records=fake.put_records, list_shards=list_shards, shard_map_refresh_interval=3600
-    ) as p:
+    p, fake, by_id = stale_map_producer()
+    with p:
         p.put_many(records, results=False)
-    by_id = {s.shard_id: s for s in children}
     owned = {
         (r.data, r.partition_key)
         for shard, _, _, r in fake.user_records()
