@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.parsers import JSONParser, ResponseParserFactory
 from botocore.serialize import JSONSerializer
 
-from pipeline import aws_models, context_params
+from pipeline import aws_models, context_params, json_text
 from pipeline.coldstart import collector_paused
 from pipeline.settings import Settings
 
@@ -218,39 +218,29 @@ def _blob(value: Any) -> str:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-# What a blob is written as first, in the text ``"\u0000blob\u0000"``. A parameter's own string
-# of the same characters is told apart by counting (``_json_body``).
-_MARK = "\x00blob\x00"
-_QUOTED_MARK = json.dumps(_MARK).encode()
-
-
 def _json_body(body: Any) -> bytes:
     """``json.dumps(body)`` as UTF-8, blobs as base64 text: the bytes botocore sends.
 
-    The base64 of a blob needs no JSON escaping, yet ``json.dumps`` scans every character of it
-    twice; for PutRecords that scan was a tenth of the producer's CPU. Blobs are written as a mark
-    first and their base64 is joined into the text in place of each mark. Should a parameter's own
-    text hold the mark as well (the marks then outnumber the blobs), the body is written the
-    plain way."""
-    blobs: list[bytes | bytearray] = []
+    The base64 of a blob needs no JSON escaping, yet ``json.dumps`` scans every character of it;
+    for PutRecords that scan was a tenth of the producer's CPU. Blobs are written as
+    ``json_text.MARK`` first and their base64 joined in after (``json_text.join_marked``); should a
+    parameter's own text hold the mark as well, the body is written the plain way."""
+    blobs: list[bytes] = []
 
     def hold(value: Any) -> str:
         if isinstance(value, bytes | bytearray):
-            blobs.append(value)
-            return _MARK
-        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+            blobs.append(binascii.b2a_base64(value, newline=False))
+            return json_text.MARK
+        return _blob(value)  # raises TypeError, as json.dumps's own default does
 
     # ``check_circular`` finds nothing in parameters (they are trees), for a quarter of the time.
     text = json.dumps(body, default=hold, check_circular=False).encode("utf-8")
-    if not blobs:
-        return text
-    parts = text.split(_QUOTED_MARK)
-    if len(parts) != len(blobs) + 1:
-        return json.dumps(body, default=_blob, check_circular=False).encode("utf-8")
-    out = [parts[0]]
-    for blob, part in zip(blobs, parts[1:], strict=True):
-        out += (b'"', binascii.b2a_base64(blob, newline=False), b'"', part)
-    return b"".join(out)
+    joined = json_text.join_marked(text, blobs) if blobs else text
+    return (
+        joined
+        if joined is not None
+        else json.dumps(body, default=_blob, check_circular=False).encode("utf-8")
+    )
 
 
 def _plain_shape(shape: Any, seen: set[str]) -> bool:

@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from pipeline import json_text
+
 KEY_RE = re.compile(r"/shard=(?P<shard>[^/]+)/(?P<first>\d+)-(?P<last>\d+)\.jsonl\.gz$")
 
 
@@ -49,10 +51,6 @@ def encode_archive(records: Sequence[Mapping[str, Any]]) -> bytes:
     return gzip.compress(lines.encode("utf-8"), compresslevel=1, mtime=0)
 
 
-# Written in place of a record's data first, in the text ``"\u0000data\u0000"``; a record whose
-# other text holds the same is told apart by counting (``_line``).
-_MARK = "\x00data\x00"
-_QUOTED_MARK = json.dumps(_MARK)
 _BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 
 
@@ -61,9 +59,10 @@ def _line(record: Mapping[str, Any]) -> str:
 
     A Lambda record is mostly its base64 ``data``, which holds nothing JSON escapes, yet
     ``json.dumps`` checks every character of it: that check took a fifth of the archive's CPU
-    (gzip takes the rest). So the rest of the record is dumped with a mark in place of the data
-    and the data is copied in where the mark is. Data that is anything but base64 text, or a
-    record whose own text holds the mark, is dumped whole: the line is the same either way.
+    (gzip takes the rest). So the rest of the record is dumped with ``json_text.MARK`` in place of
+    the data and the data is joined in after (``json_text.join_marked``). Data that is anything but
+    base64 text, or a record whose own text holds the mark, is dumped whole: the line is the same
+    either way.
 
     Example:
         >>> _line({"kinesis": {"data": "AA=="}, "eventID": "s:7"})
@@ -78,11 +77,13 @@ def _line(record: Mapping[str, Any]) -> str:
         and not data.encode("ascii").translate(None, _BASE64)
     ):
         text = json.dumps(
-            {**record, "kinesis": {**kinesis, "data": _MARK}}, separators=(",", ":"), ensure_ascii=False
+            {**record, "kinesis": {**kinesis, "data": json_text.MARK}},
+            separators=(",", ":"),
+            ensure_ascii=False,
         )
-        parts = text.split(_QUOTED_MARK)
-        if len(parts) == 2:
-            return f'{parts[0]}"{data}"{parts[1]}\n'
+        joined = json_text.join_marked(text, [data])
+        if joined is not None:
+            return joined + "\n"
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 

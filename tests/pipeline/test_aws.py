@@ -12,7 +12,7 @@ from botocore.serialize import JSONSerializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import aws
+from pipeline import aws, json_text
 from pipeline.settings import Settings
 
 ENDPOINT = Settings(endpoint_url="http://127.0.0.1:9", region="us-east-1")
@@ -82,7 +82,9 @@ def test_kinesis_put_records_blobs_are_base64_as_botocore_sends_them() -> None:
     st.lists(
         st.tuples(
             st.binary(max_size=300),
-            st.one_of(st.text(min_size=1, max_size=8), st.just("\x00blob\x00"), st.just('"\x00blob\x00"')),
+            st.one_of(
+                st.text(min_size=1, max_size=8), st.just(json_text.MARK), st.just(f'"{json_text.MARK}"')
+            ),
         ),
         min_size=1,
         max_size=6,
@@ -97,7 +99,7 @@ def test_put_records_blobs_joined_in_place_match_botocore(records: list[tuple[by
 
 
 def test_a_key_holding_the_blob_mark_is_written_the_plain_way() -> None:
-    params = {"StreamName": "\x00blob\x00", "Records": [{"Data": b"\x01\x02", "PartitionKey": "k"}]}
+    params = {"StreamName": json_text.MARK, "Records": [{"Data": b"\x01\x02", "PartitionKey": "k"}]}
     ours, theirs = _both("kinesis", "PutRecords", params)
     assert ours == theirs
     assert b'"Data": "AQI="' in ours["body"]

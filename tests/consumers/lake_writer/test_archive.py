@@ -10,6 +10,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from consumers.lake_writer.archive import archive_key, decode_archive, encode_archive, read_archive
+from pipeline import json_text
 from pipeline.settings import Settings
 from tests.consumers.helpers import client
 
@@ -44,7 +45,7 @@ def _dumped(records: list[Any]) -> bytes:
     return gzip.compress(lines.encode("utf-8"), compresslevel=1, mtime=0)
 
 
-_MARK = "\x00data\x00"  # the text the archive writes in place of the data first
+_MARK = json_text.MARK  # the text the archive writes in place of the data first
 _texts = st.one_of(
     st.text(),
     st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="),
