@@ -35,3 +35,27 @@ def test_the_collector_is_as_it_was_after_a_batch_and_after_an_error(enabled: bo
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+def test_the_collector_is_off_while_a_batch_is_processed() -> None:
+    """Observed from inside the batch: the checkpoint store is asked for the shard's position."""
+    seen: list[bool] = []
+
+    class Stop(Exception):
+        pass
+
+    class Checkpoints:
+        def load(self, shard_id: str) -> Any:
+            seen.append(gc.isenabled())
+            raise Stop
+
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        none: Any = None
+        p = BatchProcessor("c", Decoder(SchemaRegistry.load()), Checkpoints(), none, none)
+        with pytest.raises(Stop):
+            p.process({"Records": [_record("shardId-000000000000")]})
+        assert seen == [False] and gc.isenabled()
+    finally:
+        gc.enable() if was else gc.disable()
